@@ -1,0 +1,3 @@
+from docpulse.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""The `docpulse` command: dev, worker, submit.
+
+This is the composition root: the only module of the package that reaches into `workers` (and,
+later, `app`), and only inside the command that runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import mimetypes
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from docpulse.bus import EventBus
+from docpulse.connections import redis_client
+from docpulse.follow import follow
+from docpulse.keys import Keys
+from docpulse.logs import configure_logging
+from docpulse.queue import create_arq_pool, submit_document
+from docpulse.records import Records
+from docpulse.settings import Settings, SettingsError
+from docpulse.tenants import InvalidTenant, validate_tenant_id
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="docpulse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "dev", help="run the whole stack locally (embedded Redis if REDIS_URL unset)"
+    )
+    worker = commands.add_parser("worker", help="run the arq worker (the Procfile's worker:)")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.add_argument("--check", action="store_true", help="exit 0 if a worker is healthy")
+    submit = commands.add_parser("submit", help="store a document and start its pipeline")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--tenant", required=True, help="tenant id: 1-64 of A-Z a-z 0-9 _ -")
+    submit.add_argument("--follow", action="store_true", help="show live progress until it ends")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"docpulse: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "dev":
+        from docpulse.dev import run_dev
+
+        return run_dev()
+    configure_logging()
+    if args.command == "worker":
+        return _worker(settings, burst=args.burst, check=args.check)
+    return asyncio.run(_submit(settings, args.file, args.tenant, follow_it=args.follow))
+
+
+def _worker(settings: Settings, *, burst: bool, check: bool) -> int:
+    from workers import worker
+
+    if check:
+        return asyncio.run(worker.check(settings))
+    worker.run(settings, burst=burst)
+    return 0
+
+
+async def _submit(settings: Settings, path: Path, tenant_id: str, *, follow_it: bool) -> int:
+    console = Console(stderr=True)
+    try:
+        validate_tenant_id(tenant_id)
+        content = await asyncio.to_thread(path.read_bytes)
+    except (InvalidTenant, OSError) as exc:
+        console.print(f"docpulse submit: {exc}")
+        return 2
+    keys = Keys(settings.namespace)
+    redis = redis_client(settings)
+    arq = await create_arq_pool(settings)
+    records = Records(redis, keys)
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+    async def submit() -> int:
+        doc, job = await submit_document(
+            records, arq, keys, tenant_id,
+            filename=path.name, content_type=content_type, content=content,
+        )  # fmt: skip
+        print(f"document {doc.document_id}: parse job {job.job_id} queued", flush=True)
+        return doc.document_id
+
+    try:
+        if not follow_it:
+            await submit()
+            return 0
+        failure = await follow(EventBus(redis, keys), records, tenant_id, submit, console)
+    finally:
+        await arq.aclose()
+        await redis.aclose()
+    if failure is not None:
+        console.print(f"[red]{failure}[/red]")
+        return 1
+    console.print("[green]done: parsed, chunked and embedded[/green]")
+    return 0

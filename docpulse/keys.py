@@ -1,0 +1,88 @@
+"""Redis key and channel names. Every key a tenant owns names the tenant.
+
+A tenant's keys carry its channel name as a hash tag (`dp:{acme.jobs}:doc:7`), so a script that
+touches them together with the channel also runs on a Redis Cluster with sharded Pub/Sub. The
+namespace (empty in production, per run in tests) prefixes every name, channels included, because
+Pub/Sub ignores database numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from docpulse.tenants import topic_for
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    namespace: str = ""
+
+    @property
+    def queue(self) -> str:
+        """The arq queue (a sorted set) every stage job goes through."""
+        return f"{self.namespace}dp:queue"
+
+    @property
+    def document_ids(self) -> str:
+        return f"{self.namespace}dp:ids:document"
+
+    @property
+    def job_ids(self) -> str:
+        return f"{self.namespace}dp:ids:job"
+
+    def arq_job_id(self, job_id: int) -> str:
+        """arq's `_job_id` for our integer job id: enqueueing the same job twice is a no-op."""
+        return f"{self.namespace}dp-job-{job_id}"
+
+    def channel(self, topic: str) -> str:
+        return self.namespace + topic
+
+    def tenant(self, tenant_id: str) -> TenantKeys:
+        return TenantKeys(self.channel(topic_for(tenant_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKeys:
+    channel: str
+
+    @property
+    def _base(self) -> str:
+        return f"dp:{{{self.channel}}}"
+
+    @property
+    def documents(self) -> str:
+        """Sorted set of the tenant's document ids, scored by id (newest last)."""
+        return f"{self._base}:documents"
+
+    @property
+    def jobs_by_update(self) -> str:
+        """Sorted set of the tenant's job ids, scored by last update (ms since the epoch)."""
+        return f"{self._base}:jobs"
+
+    def document(self, document_id: int) -> str:
+        return f"{self._base}:doc:{document_id}"
+
+    def document_content(self, document_id: int) -> str:
+        return f"{self._base}:doc:{document_id}:content"
+
+    def document_text(self, document_id: int) -> str:
+        return f"{self._base}:doc:{document_id}:text"
+
+    def document_chunks(self, document_id: int) -> str:
+        return f"{self._base}:doc:{document_id}:chunks"
+
+    def document_vectors(self, document_id: int) -> str:
+        return f"{self._base}:doc:{document_id}:vectors"
+
+    def document_data(self, document_id: int) -> tuple[str, ...]:
+        """Every key holding one document's data, for deletion and expiry."""
+        return (
+            self.document(document_id),
+            self.document_content(document_id),
+            self.document_text(document_id),
+            self.document_chunks(document_id),
+            self.document_vectors(document_id),
+        )
+
+    def job(self, job_id: int) -> str:
+        return f"{self._base}:job:{job_id}"

@@ -1,0 +1,92 @@
+"""The arq job interface, by name: what the web app, the CLI and other services enqueue.
+
+The web layer never imports job code; it enqueues these names. The names and arguments are a
+stable, documented interface (README, "Enqueueing with arq"):
+
+- ``ingest_document(tenant_id: str, filename: str, content: bytes, content_type: str = "")``
+  stores a new document and starts its pipeline; returns ``{"document_id", "job_id"}``.
+- ``parse_document`` / ``chunk_document`` / ``embed_document`` with
+  ``(tenant_id: str, document_id: int, job_id: int)``: one stage each; each enqueues the next.
+
+Jobs are serialized with msgspec's MessagePack, never pickle: enqueue with
+``job_serializer=docpulse.queue.serialize`` and ``job_deserializer=docpulse.queue.deserialize``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from arq.connections import ArqRedis, create_pool
+
+from docpulse.connections import arq_redis_settings
+from docpulse.events import Stage
+from docpulse.keys import Keys
+from docpulse.records import DocumentRecord, JobRecord, Records
+from docpulse.settings import Settings
+
+INGEST_JOB: Final = "ingest_document"
+STAGE_JOBS: Final[dict[Stage, str]] = {
+    "parse": "parse_document",
+    "chunk": "chunk_document",
+    "embed": "embed_document",
+}
+
+
+def _enc_hook(obj: Any) -> Any:
+    # arq stores a failed job's exception as its result; keep its text, not the object
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"
+    raise NotImplementedError(f"cannot serialize {type(obj).__name__}")
+
+
+_encoder: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder: Final = msgspec.msgpack.Decoder()
+
+
+def serialize(obj: dict[str, Any]) -> bytes:
+    return _encoder.encode(obj)
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = _decoder.decode(data)
+    return value
+
+
+async def create_arq_pool(settings: Settings, *, retry_forever: bool = False) -> ArqRedis:
+    return await create_pool(
+        arq_redis_settings(settings, retry_forever=retry_forever),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=Keys(settings.namespace).queue,
+    )
+
+
+async def enqueue_stage(arq: ArqRedis, keys: Keys, job: JobRecord) -> None:
+    """Enqueue the job of a stage record; enqueueing the same job twice is a no-op."""
+    await arq.enqueue_job(
+        STAGE_JOBS[job.stage],
+        job.tenant_id,
+        job.document_id,
+        job.job_id,
+        _job_id=keys.arq_job_id(job.job_id),
+        _queue_name=keys.queue,
+    )
+
+
+async def submit_document(
+    records: Records,
+    arq: ArqRedis,
+    keys: Keys,
+    tenant_id: str,
+    *,
+    filename: str,
+    content_type: str,
+    content: bytes,
+) -> tuple[DocumentRecord, JobRecord]:
+    """Store a document and enqueue its parse job."""
+    doc, job = await records.create_document(
+        tenant_id, filename=filename, content_type=content_type, content=content
+    )
+    await enqueue_stage(arq, keys, job)
+    return doc, job

@@ -1,0 +1,317 @@
+"""Documents and job records in Redis: the truth that pages and the polling API read.
+
+Events are the news; these records are the truth. Every call names the tenant, and every key it
+touches is that tenant's, so nothing is ever looked up by a bare id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, cast
+
+import msgspec
+from redis.asyncio import Redis
+
+from docpulse.events import STAGES, Stage
+from docpulse.keys import Keys, TenantKeys
+
+JobState = Literal["queued", "running", "retrying", "done", "failed"]
+DocumentState = Literal["queued", "running", "done", "failed"]
+
+
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: int
+    document_id: int
+    tenant_id: str
+    stage: Stage
+    state: JobState
+    progress: int = 0
+    attempt: int = 1
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    note: str | None = None
+    updated_ms: int = 0
+
+
+class DocumentRecord(msgspec.Struct, frozen=True, kw_only=True):
+    document_id: int
+    tenant_id: str
+    filename: str
+    content_type: str
+    size: int
+    created_at: datetime
+    state: DocumentState = "queued"
+    error: str | None = None
+    parse_job: int | None = None
+    chunk_job: int | None = None
+    embed_job: int | None = None
+    sections: int | None = None
+    chunk_count: int | None = None
+    vector_dim: int | None = None
+
+    def job_id(self, stage: Stage) -> int | None:
+        job_id: int | None = getattr(self, f"{stage}_job")
+        return job_id
+
+
+class Chunk(msgspec.Struct, frozen=True, array_like=True):
+    """One chunk of a document's text: its character offsets in the text, and the text."""
+
+    start: int
+    end: int
+    text: str
+
+
+_chunk_encoder = msgspec.msgpack.Encoder()
+_chunk_decoder = msgspec.msgpack.Decoder(Chunk)
+
+
+T = TypeVar("T")
+
+
+async def _wait(value: Awaitable[T] | T) -> T:
+    """redis-py types hash/list commands as sync-or-async; on the asyncio client they are async."""
+    return await cast(Awaitable[T], value)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_hash(fields: Mapping[str, Any]) -> dict[str, str | int]:
+    out: dict[str, str | int] = {}
+    for name, value in fields.items():
+        if isinstance(value, datetime):
+            out[name] = value.isoformat()
+        elif value is not None:
+            out[name] = value
+    return out
+
+
+def _from_hash(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class Records:
+    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int = 0) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    def _tenant(self, tenant_id: str) -> TenantKeys:
+        return self._keys.tenant(tenant_id)
+
+    # documents ---------------------------------------------------------------------------------
+
+    async def create_document(
+        self, tenant_id: str, *, filename: str, content_type: str, content: bytes
+    ) -> tuple[DocumentRecord, JobRecord]:
+        """Store a new document and the record of its queued parse job."""
+        tk = self._tenant(tenant_id)
+        document_id = int(await self._redis.incr(self._keys.document_ids))
+        job_id = int(await self._redis.incr(self._keys.job_ids))
+        created = now()
+        doc = DocumentRecord(
+            document_id=document_id,
+            tenant_id=tenant_id,
+            filename=filename,
+            content_type=content_type,
+            size=len(content),
+            created_at=created,
+            parse_job=job_id,
+        )
+        job = JobRecord(
+            job_id=job_id,
+            document_id=document_id,
+            tenant_id=tenant_id,
+            stage="parse",
+            state="queued",
+            created_at=created,
+            updated_ms=_ms(created),
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(tk.document(document_id), mapping=_to_hash(msgspec.structs.asdict(doc)))
+            pipe.set(tk.document_content(document_id), content)
+            pipe.zadd(tk.documents, {str(document_id): document_id})
+            self._put_job(pipe, tk, job)
+            await pipe.execute()
+        return doc, job
+
+    async def get_document(self, tenant_id: str, document_id: int) -> DocumentRecord | None:
+        key = self._tenant(tenant_id).document(document_id)
+        raw: dict[bytes, bytes] = await _wait(self._redis.hgetall(key))
+        if not raw:
+            return None
+        return msgspec.convert(_from_hash(raw), DocumentRecord, strict=False)
+
+    async def list_documents(
+        self, tenant_id: str, *, offset: int = 0, limit: int = 50
+    ) -> tuple[list[DocumentRecord], int]:
+        """The tenant's documents, newest first, and how many there are in all."""
+        tk = self._tenant(tenant_id)
+        ids = await self._redis.zrevrange(tk.documents, offset, offset + limit - 1)
+        total = int(await self._redis.zcard(tk.documents))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for raw_id in ids:
+                pipe.hgetall(tk.document(int(raw_id)))
+            rows = await pipe.execute()
+        docs = [msgspec.convert(_from_hash(r), DocumentRecord, strict=False) for r in rows if r]
+        return docs, total
+
+    async def update_document(self, tenant_id: str, document_id: int, **fields: Any) -> None:
+        key = self._tenant(tenant_id).document(document_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=_to_hash(fields))
+            for name in [n for n, v in fields.items() if v is None]:
+                pipe.hdel(key, name)
+            await pipe.execute()
+
+    async def delete_document(self, tenant_id: str, document_id: int) -> bool:
+        tk = self._tenant(tenant_id)
+        doc = await self.get_document(tenant_id, document_id)
+        if doc is None:
+            return False
+        job_ids = [j for j in (doc.job_id(s) for s in STAGES) if j is not None]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*tk.document_data(document_id), *(tk.job(j) for j in job_ids))
+            pipe.zrem(tk.documents, str(document_id))
+            if job_ids:
+                pipe.zrem(tk.jobs_by_update, *(str(j) for j in job_ids))
+            await pipe.execute()
+        return True
+
+    async def expire_document(self, tenant_id: str, document_id: int) -> None:
+        """Start the retention clock (RESULT_TTL) on a finished document's data."""
+        if self._ttl_s <= 0:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in self._tenant(tenant_id).document_data(document_id):
+                pipe.expire(key, self._ttl_s)
+            await pipe.execute()
+
+    # jobs --------------------------------------------------------------------------------------
+
+    def _put_job(self, pipe: Any, tk: TenantKeys, job: JobRecord) -> None:
+        pipe.hset(tk.job(job.job_id), mapping=_to_hash(msgspec.structs.asdict(job)))
+        pipe.zadd(tk.jobs_by_update, {str(job.job_id): job.updated_ms})
+
+    async def next_job(self, tenant_id: str, document_id: int, stage: Stage) -> JobRecord:
+        """The record of `stage`'s job of a document, created queued the first time it is asked for.
+
+        Asking again (a retried stage enqueueing its successor) returns the same job.
+        """
+        tk = self._tenant(tenant_id)
+        field = f"{stage}_job"
+        existing: str | bytes | None = await _wait(
+            self._redis.hget(tk.document(document_id), field)
+        )
+        if existing is None:
+            candidate = int(await self._redis.incr(self._keys.job_ids))
+            await _wait(self._redis.hsetnx(tk.document(document_id), field, str(candidate)))
+            existing = await _wait(self._redis.hget(tk.document(document_id), field))
+        if existing is None:  # pragma: no cover - HSETNX above guarantees a value
+            raise RuntimeError(f"{stage} job of document {document_id} vanished")
+        job_id = int(existing)
+        job = await self.get_job(tenant_id, job_id)
+        if job is not None:
+            return job
+        created = now()
+        job = JobRecord(
+            job_id=job_id,
+            document_id=document_id,
+            tenant_id=tenant_id,
+            stage=stage,
+            state="queued",
+            created_at=created,
+            updated_ms=_ms(created),
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._put_job(pipe, tk, job)
+            await pipe.execute()
+        return job
+
+    async def get_job(self, tenant_id: str, job_id: int) -> JobRecord | None:
+        key = self._tenant(tenant_id).job(job_id)
+        raw: dict[bytes, bytes] = await _wait(self._redis.hgetall(key))
+        if not raw:
+            return None
+        return msgspec.convert(_from_hash(raw), JobRecord, strict=False)
+
+    async def update_job(self, tenant_id: str, job_id: int, **fields: Any) -> None:
+        tk = self._tenant(tenant_id)
+        updated = _ms(now())
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(tk.job(job_id), mapping=_to_hash({**fields, "updated_ms": updated}))
+            for name in [n for n, v in fields.items() if v is None]:
+                pipe.hdel(tk.job(job_id), name)
+            pipe.zadd(tk.jobs_by_update, {str(job_id): updated})
+            await pipe.execute()
+
+    async def jobs_since(
+        self, tenant_id: str, since_ms: int, *, limit: int = 500
+    ) -> list[JobRecord]:
+        """Jobs updated after `since_ms`, oldest update first (the polling API)."""
+        tk = self._tenant(tenant_id)
+        ids = await self._redis.zrangebyscore(
+            tk.jobs_by_update, f"({since_ms}", "+inf", start=0, num=limit
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for raw_id in ids:
+                pipe.hgetall(tk.job(int(raw_id)))
+            rows = await pipe.execute()
+        return [msgspec.convert(_from_hash(r), JobRecord, strict=False) for r in rows if r]
+
+    # document data -----------------------------------------------------------------------------
+
+    async def get_content(self, tenant_id: str, document_id: int) -> bytes | None:
+        data: bytes | None = await self._redis.get(
+            self._tenant(tenant_id).document_content(document_id)
+        )
+        return data
+
+    async def set_text(self, tenant_id: str, document_id: int, text: str) -> None:
+        await self._redis.set(self._tenant(tenant_id).document_text(document_id), text)
+
+    async def get_text(self, tenant_id: str, document_id: int) -> str | None:
+        data = await self._redis.get(self._tenant(tenant_id).document_text(document_id))
+        return None if data is None else bytes(data).decode()
+
+    async def set_chunks(self, tenant_id: str, document_id: int, chunks: Sequence[Chunk]) -> None:
+        key = self._tenant(tenant_id).document_chunks(document_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            for start in range(0, len(chunks), 500):
+                pipe.rpush(key, *(_chunk_encoder.encode(c) for c in chunks[start : start + 500]))
+            await pipe.execute()
+
+    async def get_chunks(
+        self, tenant_id: str, document_id: int, *, offset: int = 0, limit: int = -1
+    ) -> list[Chunk]:
+        key = self._tenant(tenant_id).document_chunks(document_id)
+        end = -1 if limit < 0 else offset + limit - 1
+        rows: list[bytes] = await _wait(self._redis.lrange(key, offset, end))
+        return [_chunk_decoder.decode(r) for r in rows]
+
+    async def reset_vectors(self, tenant_id: str, document_id: int) -> None:
+        await self._redis.delete(self._tenant(tenant_id).document_vectors(document_id))
+
+    async def append_vectors(self, tenant_id: str, document_id: int, data: bytes) -> None:
+        """Append a batch of float32 vectors (row-major) to the document's vectors."""
+        await self._redis.append(self._tenant(tenant_id).document_vectors(document_id), data)
+
+    async def get_vectors(
+        self, tenant_id: str, document_id: int, *, dim: int, offset: int = 0, limit: int = -1
+    ) -> bytes:
+        """Rows `offset`.. of the float32 vectors, as raw bytes (4 * dim per row)."""
+        row = 4 * dim
+        end = -1 if limit < 0 else (offset + limit) * row - 1
+        key = self._tenant(tenant_id).document_vectors(document_id)
+        return bytes(await self._redis.getrange(key, offset * row, end))
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000) if moment else int(time.time() * 1000)

@@ -1,0 +1,95 @@
+"""Settings: one frozen object, read once from the environment and passed explicitly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value docpulse cannot use."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # REDIS_URL: redis://, rediss:// (TLS) or unix:// URL of the queue and event bus
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # REDIS_SSL_CERT_REQS: none | optional | required, for rediss:// URLs. Heroku Redis uses
+    # self-signed certificates, so its documented setting is "none".
+    redis_ssl_cert_reqs: str = "none"
+    # DOCPULSE_NAMESPACE: prefix of every key, channel and queue name (tests use a per-run one)
+    namespace: str = ""
+    # MAX_DOCUMENT_BYTES: larger documents are refused (upload) or fail in parse (arq)
+    max_document_bytes: int = 20 * MiB
+    # CHUNK_SIZE / CHUNK_OVERLAP: characters per chunk and shared between neighbours
+    chunk_size: int = 1000
+    chunk_overlap: int = 200
+    # EMBEDDER: "hashing" (lexical, no downloads) or "sentence-transformers:<model path or name>"
+    embedder: str = "hashing"
+    # EMBED_DIM: dimensions of the hashing embedder; EMBED_BATCH: chunks per batch
+    embed_dim: int = 384
+    embed_batch: int = 64
+    # JOB_TIMEOUT: seconds one stage may run before it fails as timed out
+    job_timeout_s: float = 300.0
+    # MAX_ATTEMPTS: attempts of a stage interrupted by a shutdown or a Redis outage
+    max_attempts: int = 3
+    # WORKER_CONCURRENCY: jobs one worker process runs at once
+    worker_concurrency: int = 4
+    # WORKER_HEALTH_CHECK_INTERVAL: seconds between the worker's `arq --check` heartbeats
+    health_check_interval_s: float = 10.0
+    # PROGRESS_INTERVAL: minimum seconds between two progress events of one job
+    progress_interval_s: float = 0.1
+    # RESULT_TTL: seconds a finished document and its data are kept (0 = forever)
+    result_ttl_s: int = 0
+    # PUBLISH_EVENTS: 0 turns event publishing off (benchmarks measure its cost)
+    publish_events: bool = True
+    # WORKER_METRICS_PORT: port of the worker's Prometheus /metrics (0 = off)
+    worker_metrics_port: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            name = _ENV_NAMES.get(field.name, field.name.upper())
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(name, raw, type(getattr(_DEFAULTS, field.name)))
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.redis_ssl_cert_reqs not in ("none", "optional", "required"):
+            raise SettingsError("REDIS_SSL_CERT_REQS must be none, optional or required")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise SettingsError("CHUNK_OVERLAP must be at least 0 and less than CHUNK_SIZE")
+        for name in ("max_document_bytes", "embed_dim", "embed_batch", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
+
+
+_ENV_NAMES = {
+    "namespace": "DOCPULSE_NAMESPACE",
+    "job_timeout_s": "JOB_TIMEOUT",
+    "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
+    "progress_interval_s": "PROGRESS_INTERVAL",
+    "result_ttl_s": "RESULT_TTL",
+}
+_DEFAULTS = Settings()
+
+
+def _parse(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,1 @@
+"""The arq worker process: parse -> chunk -> embed. It never imports `app`."""

@@ -1,0 +1,90 @@
+"""The arq jobs: `ingest_document` and one job per stage (names: `docpulse.queue`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from docpulse.queue import submit_document
+from docpulse.tenants import validate_tenant_id
+from workers.deps import deps_of
+from workers.lifecycle import StageRun
+from workers.runner import run_stage
+from workers.stages import DocumentError
+from workers.stages.chunk import chunk_text
+from workers.stages.parse import parse_document as parse_content
+
+
+async def ingest_document(
+    ctx: dict[str, Any], tenant_id: str, filename: str, content: bytes, content_type: str = ""
+) -> dict[str, int]:
+    """Store a document sent through arq by another service and start its pipeline."""
+    deps = deps_of(ctx)
+    doc, job = await submit_document(
+        deps.records,
+        deps.arq,
+        deps.keys,
+        validate_tenant_id(tenant_id),
+        filename=filename,
+        content_type=content_type,
+        content=bytes(content),
+    )
+    return {"document_id": doc.document_id, "job_id": job.job_id}
+
+
+async def parse_document(ctx: dict[str, Any], tenant_id: str, document_id: int, job_id: int) -> str:
+    return await run_stage(ctx, "parse", tenant_id, document_id, job_id, _parse)
+
+
+async def chunk_document(ctx: dict[str, Any], tenant_id: str, document_id: int, job_id: int) -> str:
+    return await run_stage(ctx, "chunk", tenant_id, document_id, job_id, _chunk)
+
+
+async def embed_document(ctx: dict[str, Any], tenant_id: str, document_id: int, job_id: int) -> str:
+    return await run_stage(ctx, "embed", tenant_id, document_id, job_id, _embed)
+
+
+async def _parse(run: StageRun) -> dict[str, Any]:
+    records, settings = run.deps.records, run.deps.settings
+    doc = await records.get_document(run.tenant_id, run.document_id)
+    content = await records.get_content(run.tenant_id, run.document_id)
+    if doc is None or content is None:
+        raise DocumentError("the document's content is gone (deleted or expired)")
+    parsed = await run.in_thread(
+        parse_content,
+        content,
+        filename=doc.filename,
+        content_type=doc.content_type,
+        max_bytes=settings.max_document_bytes,
+    )
+    await records.set_text(run.tenant_id, run.document_id, parsed.text)
+    return {"sections": parsed.sections}
+
+
+async def _chunk(run: StageRun) -> dict[str, Any]:
+    records, settings = run.deps.records, run.deps.settings
+    text = await records.get_text(run.tenant_id, run.document_id)
+    if text is None:
+        raise DocumentError("the document's text is gone (deleted or expired)")
+    chunks = await run.in_thread(
+        chunk_text, text, size=settings.chunk_size, overlap=settings.chunk_overlap
+    )
+    await records.set_chunks(run.tenant_id, run.document_id, chunks)
+    return {"chunk_count": len(chunks)}
+
+
+async def _embed(run: StageRun) -> dict[str, Any]:
+    records, embedder = run.deps.records, run.deps.embedder
+    batch = run.deps.settings.embed_batch
+    texts = [c.text for c in await records.get_chunks(run.tenant_id, run.document_id)]
+    if not texts:
+        raise DocumentError("the document has no chunks to embed")
+    await records.reset_vectors(run.tenant_id, run.document_id)
+    for start in range(0, len(texts), batch):
+        vectors = await asyncio.to_thread(embedder.embed, texts[start : start + batch])
+        data = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+        await records.append_vectors(run.tenant_id, run.document_id, data)
+        await run.progress(100 * min(start + batch, len(texts)) // len(texts))
+    return {"vector_dim": embedder.dim, "state": "done"}

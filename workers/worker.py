@@ -1,0 +1,98 @@
+"""The arq worker: its settings, its start-up and shut-down, and `docpulse worker`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq import func
+from arq.worker import Worker, async_check_health
+from prometheus_client import start_http_server
+
+from docpulse.bus import EventBus
+from docpulse.connections import arq_redis_settings, redis_client
+from docpulse.keys import Keys
+from docpulse.queue import INGEST_JOB, STAGE_JOBS, deserialize, serialize
+from docpulse.records import Records
+from docpulse.settings import Settings
+from workers import jobs
+from workers.deps import Deps
+from workers.stages.embed import Embedder, load_embedder
+
+logger = logging.getLogger(__name__)
+
+# seconds past JOB_TIMEOUT before arq itself gives up on a job: our own timeout ends it first,
+# with a readable failure event
+ARQ_TIMEOUT_GRACE_S = 30
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """arq `Worker` keyword arguments for these settings."""
+    timeout = settings.job_timeout_s + ARQ_TIMEOUT_GRACE_S
+    # one more try than MAX_ATTEMPTS, so that our job (not arq) publishes "gave up"
+    tries = settings.max_attempts + 1
+    stage_jobs = [jobs.parse_document, jobs.chunk_document, jobs.embed_document]
+    functions = [
+        func(job, name=name, timeout=timeout, max_tries=tries)
+        for job, name in zip(stage_jobs, STAGE_JOBS.values(), strict=True)
+    ]
+    functions.append(func(jobs.ingest_document, name=INGEST_JOB, max_tries=tries))
+    return {
+        "functions": functions,
+        "redis_settings": arq_redis_settings(settings, retry_forever=True),
+        "queue_name": Keys(settings.namespace).queue,
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings},
+        "max_jobs": settings.worker_concurrency,
+        "health_check_interval": settings.health_check_interval_s,
+        "allow_abort_jobs": True,
+        "keep_result": 3600,
+    }
+
+
+def create_worker(settings: Settings, *, embedder: Embedder | None = None, **kw: Any) -> Worker:
+    """A worker for `settings`; `embedder` replaces the one EMBEDDER names (tests use it)."""
+    options = worker_settings(settings)
+    options["ctx"] = {**options["ctx"], "embedder": embedder}
+    return Worker(**{**options, **kw})
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    keys = Keys(settings.namespace)
+    # records wait out a short blip; events never hold a job up (publish_event fails fast)
+    records_redis = redis_client(settings, retry_for_s=5.0)
+    bus_redis = redis_client(settings, timeout_s=2.0)
+    embedder = ctx.get("embedder") or load_embedder(settings.embedder, dim=settings.embed_dim)
+    ctx["clients"] = (records_redis, bus_redis)
+    ctx["deps"] = Deps(
+        settings=settings,
+        keys=keys,
+        records=Records(records_redis, keys, ttl_s=settings.result_ttl_s),
+        bus=EventBus(bus_redis, keys, enabled=settings.publish_events),
+        arq=ctx["redis"],
+        embedder=embedder,
+    )
+    logger.info("worker ready: queue %s, embedder %s", keys.queue, embedder.name)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    for client in ctx.get("clients", ()):
+        await client.aclose()
+
+
+def run(settings: Settings, *, burst: bool = False) -> None:
+    """`docpulse worker`: run until SIGINT/SIGTERM (or, with burst, until the queue is empty)."""
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
+        logger.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
+    create_worker(settings, burst=burst).run()
+
+
+async def check(settings: Settings) -> int:
+    """`docpulse worker --check`: 0 when a worker recorded its health within the interval."""
+    queue = Keys(settings.namespace).queue
+    return await async_check_health(arq_redis_settings(settings), f"{queue}:health-check", queue)
