@@ -60,10 +60,11 @@ def run_dev() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     with _redis_url(env) as url:
         env["REDIS_URL"] = url
-        processes = [_start("worker", ["worker"], env)]
-        _say(f"submit a document: REDIS_URL={url} docpulse submit FILE --tenant acme --follow")
-        _say("Ctrl-C stops everything")
+        processes: list[subprocess.Popen[bytes]] = []
         try:
+            processes.append(_start("worker", ["worker"], env))
+            _say(f"submit a document: REDIS_URL={url} docpulse submit FILE --tenant acme --follow")
+            _say("Ctrl-C stops everything")
             pid, status = os.wait()  # returns when any child (server or worker) exits
             _say(f"process {pid} exited with status {status}; stopping the rest")
             return 1

@@ -110,6 +110,8 @@ class EmbeddedRedis:
 
     def _port_free(self) -> bool:
         with socket.socket() as sock, contextlib.suppress(OSError):
+            # as the server binds: connections left in TIME_WAIT do not hold the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", self.port))
             return True
         return False

@@ -21,6 +21,8 @@ class Settings:
     # REDIS_SSL_CERT_REQS: none | optional | required, for rediss:// URLs. Heroku Redis uses
     # self-signed certificates, so its documented setting is "none".
     redis_ssl_cert_reqs: str = "none"
+    # REDIS_RETRY: seconds a job's Redis calls keep retrying before the attempt is handed back
+    redis_retry_s: float = 5.0
     # DOCPULSE_NAMESPACE: prefix of every key, channel and queue name (tests use a per-run one)
     namespace: str = ""
     # MAX_DOCUMENT_BYTES: larger documents are refused (upload) or fail in parse (arq)
@@ -76,6 +78,7 @@ class Settings:
 
 _ENV_NAMES = {
     "namespace": "DOCPULSE_NAMESPACE",
+    "redis_retry_s": "REDIS_RETRY",
     "job_timeout_s": "JOB_TIMEOUT",
     "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
     "progress_interval_s": "PROGRESS_INTERVAL",

@@ -91,6 +91,7 @@ class Listener:
     def __init__(self, redis: Redis) -> None:
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self.raw: list[bytes] = []
+        self.channels: list[str] = []
 
     async def subscribe(self, *channels: str) -> None:
         await self._pubsub.subscribe(*channels)
@@ -102,8 +103,12 @@ class Listener:
     async def drain(self) -> list[JobEvent]:
         """Take every message already delivered to this connection."""
         while (message := await self._pubsub.get_message(timeout=0.05)) is not None:
-            self.raw.append(message["data"])
+            self._keep(message)
         return self.events
+
+    def _keep(self, message: dict[str, Any]) -> None:
+        self.raw.append(message["data"])
+        self.channels.append(message["channel"].decode())
 
     async def until(self, done: Any, timeout: float = 15.0) -> list[JobEvent]:
         """Read messages until `done(events)` holds."""
@@ -111,7 +116,7 @@ class Listener:
             while not done(self.events):
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message is not None:
-                    self.raw.append(message["data"])
+                    self._keep(message)
         return self.events
 
     async def close(self) -> None:

@@ -87,23 +87,24 @@ class StageRun:
     ) -> T:
         """Run CPU-heavy `fn(*args, progress=..., **kwargs)` in a thread, relaying its progress."""
         loop = asyncio.get_running_loop()
-        fractions: asyncio.Queue[float] = asyncio.Queue()
+        fractions: asyncio.Queue[float | None] = asyncio.Queue()
         low, high = span
 
         def report(fraction: float) -> None:
             loop.call_soon_threadsafe(fractions.put_nowait, fraction)
 
         async def pump() -> None:
-            while True:
-                fraction = await fractions.get()
+            while (fraction := await fractions.get()) is not None:
                 await self.progress(low + int(max(0.0, min(fraction, 1.0)) * (high - low)))
 
+        # the pump ends on a sentinel, not by cancellation: a cancel arriving inside a Redis call
+        # can be absorbed by the client, and the pump would then wait forever
         pumping = asyncio.create_task(pump())
         try:
             return await asyncio.to_thread(fn, *args, progress=report, **kwargs)
         finally:
-            pumping.cancel()
-            await asyncio.gather(pumping, return_exceptions=True)
+            fractions.put_nowait(None)
+            await pumping
 
     async def done(self, **document_fields: Any) -> None:
         records = self.deps.records
@@ -136,6 +137,7 @@ class StageRun:
 
     async def interrupted(self, note: str) -> None:
         """The attempt stops without an outcome; the job will run again."""
+        logger.warning("%s job %s interrupted: %s", self.stage, self.job_id, note)
         # Redis may be what interrupted us; then the next attempt rewrites the record
         with contextlib.suppress(RedisError):
             await self.deps.records.update_job(

@@ -64,7 +64,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.namespace)
     # records wait out a short blip; events never hold a job up (publish_event fails fast)
-    records_redis = redis_client(settings, retry_for_s=5.0)
+    records_redis = redis_client(settings, retry_for_s=settings.redis_retry_s)
     bus_redis = redis_client(settings, timeout_s=2.0)
     embedder = ctx.get("embedder") or load_embedder(settings.embedder, dim=settings.embed_dim)
     ctx["clients"] = (records_redis, bus_redis)

@@ -1,0 +1,277 @@
+"""The pipeline with a real arq worker on real servers: what subscribers and records see."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import msgspec
+import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
+from redis.asyncio import Redis
+
+from docpulse.events import STAGES, JobEvent
+from docpulse.keys import Keys
+from docpulse.queue import create_arq_pool, submit_document
+from docpulse.records import DocumentRecord, Records
+from docpulse.settings import Settings
+from tests.conftest import Listener, run_burst, with_settings
+from tests.fakes import BlockingEmbedder
+
+DATA = Path(__file__).parent / "data"
+pytestmark = pytest.mark.e2e
+
+
+async def submit(
+    settings: Settings,
+    redis: Redis,
+    path: Path | str,
+    content: bytes | None = None,
+    tenant: str = "acme",
+) -> DocumentRecord:
+    name = Path(path).name
+    data = Path(path).read_bytes() if content is None else content
+    arq = await create_arq_pool(settings)
+    try:
+        doc, _ = await submit_document(
+            Records(redis, Keys(settings.namespace)), arq, Keys(settings.namespace), tenant,
+            filename=name, content_type="", content=data,
+        )  # fmt: skip
+    finally:
+        await arq.aclose()
+    return doc
+
+
+def ended(document_id: int, events: list[JobEvent]) -> bool:
+    return any(
+        e.document_id == document_id and (e.event == "embed_done" or e.phase == "failed")
+        for e in events
+    )
+
+
+def stage_phases(events: list[JobEvent]) -> list[tuple[str, str]]:
+    """(stage, phase) with repeated progress collapsed, in arrival order."""
+    return [key for key, _ in itertools.groupby((e.type, e.phase) for e in events)]
+
+
+async def test_a_multi_page_pdf_goes_through_all_three_stages_in_order(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "report.pdf")
+    await run_burst(settings)
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+
+    phases = stage_phases(events)
+    assert phases[0] == ("parse", "started")
+    assert phases[-1] == ("embed", "done")
+    assert [p for p in phases if p[1] != "progress"] == [
+        (s, p) for s in STAGES for p in ("started", "done")
+    ]
+    for stage in STAGES:
+        progress = [e.progress for e in events if e.type == stage]
+        assert progress == sorted(progress), f"{stage} progress went backwards"
+        assert progress[-1] == 100
+    assert len({e.job_id for e in events}) == 3
+    assert {e.document_id for e in events} == {doc.document_id}
+
+    records = Records(redis, Keys(settings.namespace))
+    stored = await records.get_document("acme", doc.document_id)
+    assert stored is not None
+    assert stored.state == "done"
+    assert stored.sections == 12
+    text = await records.get_text("acme", doc.document_id)
+    assert text is not None
+    assert text.index("Page 1") < text.index("Page 12")
+    chunks = await records.get_chunks("acme", doc.document_id)
+    assert len(chunks) == stored.chunk_count > 3
+    assert all(len(c.text) <= settings.chunk_size for c in chunks)
+    assert stored.vector_dim == settings.embed_dim
+    vectors = await records.get_vectors("acme", doc.document_id, dim=settings.embed_dim)
+    assert len(vectors) == len(chunks) * settings.embed_dim * 4
+    for stage in STAGES:
+        job_id = stored.job_id(stage)
+        assert job_id is not None
+        job = await records.get_job("acme", job_id)
+        assert job is not None
+        assert (job.state, job.progress, job.attempt) == ("done", 100, 1)
+        assert job.started_at is not None
+        assert job.finished_at is not None
+        assert job.finished_at >= job.started_at
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.txt", b"", "empty"),
+        ("corrupt.pdf", None, "PDF"),
+        ("image.png", None, "unsupported"),
+        ("big.txt", b"word " * 1000, "MiB"),
+    ],
+)
+async def test_a_bad_document_fails_in_parse_with_a_reason_and_harms_nothing_else(
+    settings: Settings,
+    redis: Redis,
+    listener: Listener,
+    name: str,
+    content: bytes | None,
+    reason: str,
+) -> None:
+    settings = with_settings(settings, max_document_bytes=3000)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    bad = await submit(settings, redis, DATA / name, content)
+    good = await submit(settings, redis, DATA / "plain.txt")
+    await run_burst(settings)
+    events = await listener.until(
+        lambda ev: ended(bad.document_id, ev) and ended(good.document_id, ev)
+    )
+
+    bad_events = [e for e in events if e.document_id == bad.document_id]
+    assert [e.event for e in bad_events if e.is_terminal] == ["parse_failed"]
+    failure = bad_events[-1]
+    assert failure.error is not None
+    assert reason.lower() in failure.error.lower()
+    assert not any(e.type != "parse" for e in bad_events)
+    records = Records(redis, Keys(settings.namespace))
+    stored = await records.get_document("acme", bad.document_id)
+    assert stored is not None
+    assert stored.state == "failed"
+    assert stored.error == f"parse: {failure.error}"
+    good_events = [(e.event, e.error) for e in events if e.document_id == good.document_id]
+    assert good_events[-1] == ("embed_done", None)
+
+
+async def test_another_service_enqueues_through_a_bare_arq_pool_as_the_readme_says(
+    settings: Settings, redis: Redis
+) -> None:
+    arq = await create_pool(
+        RedisSettings.from_dsn(settings.redis_url),
+        job_serializer=msgspec.msgpack.encode,
+        job_deserializer=msgspec.msgpack.decode,
+        default_queue_name=f"{settings.namespace}dp:queue",
+    )
+    content = (DATA / "notes.md").read_bytes()
+    try:
+        job = await arq.enqueue_job("ingest_document", "acme", "notes.md", content, "text/markdown")
+        assert job is not None
+        await run_burst(settings)
+        result = await job.result(timeout=5)
+    finally:
+        await arq.aclose()
+    stored = await Records(redis, Keys(settings.namespace)).get_document(
+        "acme", result["document_id"]
+    )
+    assert stored is not None
+    assert (stored.filename, stored.state) == ("notes.md", "done")
+    assert stored.parse_job == result["job_id"]
+
+
+async def test_a_stage_that_overruns_job_timeout_fails_as_timed_out(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    settings = with_settings(settings, job_timeout_s=0.5)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "plain.txt")
+    with BlockingEmbedder() as embedder:
+        await run_burst(settings, embedder=embedder)
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    terminal = [e for e in events if e.is_terminal]
+    assert [e.event for e in terminal] == ["parse_done", "chunk_done", "embed_failed"]
+    assert terminal[-1].error == "timed out after 0.5 s (JOB_TIMEOUT)"
+
+
+async def test_a_job_past_its_attempts_fails_saying_so(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    keys = Keys(settings.namespace)
+    await listener.subscribe(keys.channel("acme.jobs"))
+    records = Records(redis, keys)
+    doc, job = await records.create_document(
+        "acme", filename="a.txt", content_type="text/plain", content=b"hello there"
+    )
+    arq = await create_arq_pool(settings)
+    try:
+        await arq.enqueue_job(
+            "parse_document", "acme", doc.document_id, job.job_id,
+            _job_id=keys.arq_job_id(job.job_id), _job_try=settings.max_attempts + 1,
+        )  # fmt: skip
+    finally:
+        await arq.aclose()
+    await run_burst(settings)
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    assert [e.event for e in events] == ["parse_failed"]
+    assert events[0].error == "gave up after 3 interrupted attempts"
+
+
+async def test_a_job_cut_off_by_a_worker_shutdown_resumes_and_ends_once(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    from workers.worker import create_worker
+
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "plain.txt")
+    with BlockingEmbedder() as embedder:
+        worker = create_worker(settings, embedder=embedder, handle_signals=False, poll_delay=0.05)
+        running = asyncio.create_task(worker.async_run())
+        await embedder.wait_entered()
+        await worker.close()  # what SIGTERM does: cancel the running job, stop
+        await asyncio.gather(running, return_exceptions=True)
+    records = Records(redis, Keys(settings.namespace))
+    stored = await records.get_document("acme", doc.document_id)
+    assert stored is not None
+    assert stored.embed_job is not None
+    job = await records.get_job("acme", stored.embed_job)
+    assert job is not None
+    assert job.state == "retrying"
+
+    await run_burst(settings)
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    embed = [e for e in events if e.type == "embed"]
+    assert embed[0].event == "embed_started"
+    assert any(e.note == "the worker shut down; will run again" for e in embed)
+    resumed = [e for e in embed if e.attempt == 2]
+    assert resumed[0].event == "embed_progress"
+    assert resumed[0].note is not None
+    assert "attempt 2 of 3" in resumed[0].note
+    assert [e.event for e in events if e.is_terminal] == ["parse_done", "chunk_done", "embed_done"]
+
+
+async def test_progress_events_are_throttled_and_start_and_end_always_sent(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    settings = with_settings(settings, progress_interval_s=0.1, embed_batch=1, chunk_size=200)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "medium.pdf")
+    await run_burst(settings)
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    for stage in STAGES:
+        mine = [e for e in events if e.type == stage]
+        assert mine[0].phase == "started"
+        assert mine[-1].phase == "done"
+        seconds = (mine[-1].ts - mine[0].ts).total_seconds()
+        progress_events = sum(e.phase == "progress" for e in mine)
+        assert progress_events <= seconds * 10 + 2, (stage, progress_events, seconds)
+
+
+async def test_tenants_never_see_each_others_events_or_records(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    keys = Keys(settings.namespace)
+    await listener.subscribe(keys.channel("acme.jobs"), keys.channel("acme-2.jobs"))
+    acme = await submit(settings, redis, DATA / "plain.txt", tenant="acme")
+    other = await submit(settings, redis, DATA / "notes.md", tenant="acme-2")
+    await run_burst(settings)
+    await listener.until(lambda ev: ended(acme.document_id, ev) and ended(other.document_id, ev))
+    assert len(listener.events) > 10
+    for channel, event in zip(listener.channels, listener.events, strict=True):
+        owner = "acme" if event.document_id == acme.document_id else "acme-2"
+        assert event.tenant_id == owner
+        assert channel == keys.channel(f"{owner}.jobs")
+    records = Records(redis, keys)
+    assert await records.get_document("acme-2", acme.document_id) is None
+    assert await records.get_document("acme", other.document_id) is None
+    assert await records.get_job("acme", other.parse_job or 0) is None
+    listed, total = await records.list_documents("acme")
+    assert ([d.document_id for d in listed], total) == ([acme.document_id], 1)
