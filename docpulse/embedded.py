@@ -41,8 +41,15 @@ def server_binary() -> Path:
 class EmbeddedRedis:
     """One server process; `restart()` brings it back on the same port after a stop or kill."""
 
-    def __init__(self, *, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        binary: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self._binary = binary
         self._extra_args = list(extra_args)
         self._dir = tempfile.mkdtemp(prefix="docpulse-valkey-")
         self._process: subprocess.Popen[bytes] | None = None
@@ -57,7 +64,7 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> None:
         args = [
-            str(server_binary()),
+            str(self._binary or server_binary()),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",

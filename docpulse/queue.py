@@ -8,6 +8,8 @@ stable, documented interface (README, "Enqueueing with arq"):
 - ``parse_document`` / ``chunk_document`` / ``embed_document`` with
   ``(tenant_id: str, document_id: int, job_id: int)``: one stage each; each enqueues the next.
 
+Abort a stage with `abort_job` (not arq's `Job.abort`, which skips a queued job silently).
+
 Jobs are serialized with msgspec's MessagePack, never pickle: enqueue with
 ``job_serializer=docpulse.queue.serialize`` and ``job_deserializer=docpulse.queue.deserialize``.
 """
@@ -18,12 +20,16 @@ from typing import Any, Final
 
 import msgspec
 from arq.connections import ArqRedis, create_pool
+from arq.constants import abort_jobs_ss
+from arq.utils import timestamp_ms
 
+from docpulse.bus import EventBus
 from docpulse.connections import arq_redis_settings
-from docpulse.events import Stage
+from docpulse.events import Stage, make_event
 from docpulse.keys import Keys
-from docpulse.records import DocumentRecord, JobRecord, Records
+from docpulse.records import DocumentRecord, JobRecord, Records, now
 from docpulse.settings import Settings
+from docpulse.tenants import topic_for
 
 INGEST_JOB: Final = "ingest_document"
 STAGE_JOBS: Final[dict[Stage, str]] = {
@@ -90,3 +96,29 @@ async def submit_document(
     )
     await enqueue_stage(arq, keys, job)
     return doc, job
+
+
+async def abort_job(
+    records: Records, arq: ArqRedis, keys: Keys, bus: EventBus, tenant_id: str, job_id: int
+) -> bool:
+    """Abort a stage job that has not ended; False if there is none such.
+
+    A running job is cancelled by its worker, which records and publishes `{stage}_failed` with
+    error "aborted". A job still waiting in the queue never runs: it ends here, the same way.
+    """
+    job = await records.get_job(tenant_id, job_id)
+    if job is None or job.state in ("done", "failed"):
+        return False
+    await arq.zadd(abort_jobs_ss, {keys.arq_job_id(job_id): timestamp_ms()})
+    if job.state == "running":
+        return True
+    if await records.end_job(tenant_id, job_id, state="failed", finished_at=now(), error="aborted"):
+        await records.update_document(
+            tenant_id, job.document_id, state="failed", error=f"{job.stage}: aborted"
+        )
+        event = make_event(
+            job.stage, "failed", tenant_id=tenant_id, document_id=job.document_id,
+            job_id=job_id, progress=job.progress, attempt=job.attempt, error="aborted",
+        )  # fmt: skip
+        await bus.publish_event(topic_for(tenant_id), event)
+    return True

@@ -101,6 +101,7 @@ class Records:
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
+        self._end_job = redis.register_script(_END_JOB)
 
     def _tenant(self, tenant_id: str) -> TenantKeys:
         return self._keys.tenant(tenant_id)
@@ -234,6 +235,23 @@ class Records:
             await pipe.execute()
         return job
 
+    async def end_job(self, tenant_id: str, job_id: int, **fields: Any) -> bool:
+        """Record how a job ended, once: True for the one caller that ends it, False after.
+
+        Whoever ends a job (the worker finishing or failing it, an abort) goes through here, and
+        only the caller that gets True publishes the terminal event, so a job publishes exactly
+        one however its endings race. The claim and the record change are one atomic script;
+        the end clears the `note` of an interrupted attempt.
+        """
+        tk = self._tenant(tenant_id)
+        updated = _ms(now())
+        flat = [
+            item for pair in _to_hash({**fields, "updated_ms": updated}).items() for item in pair
+        ]
+        keys = [tk.job(job_id), tk.jobs_by_update]
+        ended = await self._end_job(keys=keys, args=[job_id, updated, *flat])
+        return bool(ended)
+
     async def get_job(self, tenant_id: str, job_id: int) -> JobRecord | None:
         key = self._tenant(tenant_id).job(job_id)
         raw: dict[bytes, bytes] = await _wait(self._redis.hgetall(key))
@@ -311,6 +329,15 @@ class Records:
         end = -1 if limit < 0 else (offset + limit) * row - 1
         key = self._tenant(tenant_id).document_vectors(document_id)
         return bytes(await self._redis.getrange(key, offset * row, end))
+
+
+_END_JOB = """
+if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
+redis.call('HDEL', KEYS[1], 'note')
+redis.call('HSET', KEYS[1], 'ended', '1', unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
 
 
 def _ms(moment: datetime) -> int:

@@ -12,9 +12,10 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
+from docpulse.bus import EventBus
 from docpulse.events import STAGES, JobEvent
 from docpulse.keys import Keys
-from docpulse.queue import create_arq_pool, submit_document
+from docpulse.queue import abort_job, create_arq_pool, submit_document
 from docpulse.records import DocumentRecord, Records
 from docpulse.settings import Settings
 from tests.conftest import Listener, run_burst, with_settings
@@ -275,3 +276,87 @@ async def test_tenants_never_see_each_others_events_or_records(
     assert await records.get_job("acme", other.parse_job or 0) is None
     listed, total = await records.list_documents("acme")
     assert ([d.document_id for d in listed], total) == ([acme.document_id], 1)
+
+
+async def test_aborting_a_running_stage_fails_it_once_as_aborted_and_it_never_runs_again(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    from workers.worker import create_worker
+
+    keys = Keys(settings.namespace)
+    await listener.subscribe(keys.channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "plain.txt")
+    records = Records(redis, keys)
+    arq = await create_arq_pool(settings)
+    with BlockingEmbedder() as embedder:
+        worker = create_worker(
+            settings, embedder=embedder, burst=True, handle_signals=False, poll_delay=0.05
+        )
+        running = asyncio.create_task(worker.async_run())
+        await embedder.wait_entered()
+        stored = await records.get_document("acme", doc.document_id)
+        assert stored is not None
+        assert stored.embed_job is not None
+        bus = EventBus(redis, keys)
+        assert await abort_job(records, arq, keys, bus, "acme", stored.embed_job)
+        async with asyncio.timeout(15):
+            await running
+        await worker.close()
+    await arq.aclose()
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    assert [(e.event, e.error) for e in events if e.is_terminal] == [
+        ("parse_done", None), ("chunk_done", None), ("embed_failed", "aborted"),
+    ]  # fmt: skip
+    job = await records.get_job("acme", stored.embed_job)
+    assert job is not None
+    assert (job.state, job.error) == ("failed", "aborted")
+    assert await abort_job(records, arq, keys, bus, "acme", stored.embed_job) is False
+
+
+async def test_aborting_a_queued_stage_ends_it_at_once_and_no_worker_runs_it(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    keys = Keys(settings.namespace)
+    await listener.subscribe(keys.channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "plain.txt")
+    records = Records(redis, keys)
+    arq = await create_arq_pool(settings)
+    assert doc.parse_job is not None
+    assert await abort_job(records, arq, keys, EventBus(redis, keys), "acme", doc.parse_job)
+    await arq.aclose()
+    await run_burst(settings)
+    await listener.until(lambda ev: ended(doc.document_id, ev))
+    assert [(e.event, e.error) for e in await listener.drain()] == [("parse_failed", "aborted")]
+    stored = await records.get_document("acme", doc.document_id)
+    assert stored is not None
+    assert (stored.state, stored.error, stored.chunk_job) == ("failed", "parse: aborted", None)
+
+
+async def test_stage_work_runs_off_the_event_loop_so_other_jobs_move_meanwhile(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    from workers.worker import create_worker
+
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    first = await submit(settings, redis, DATA / "plain.txt")
+    with BlockingEmbedder() as embedder:
+        worker = create_worker(
+            settings, embedder=embedder, burst=True, handle_signals=False, poll_delay=0.05
+        )
+        running = asyncio.create_task(worker.async_run())
+        await embedder.wait_entered()  # the first document's embed holds a thread
+        second = await submit(settings, redis, DATA / "report.pdf")
+        events = await listener.until(
+            lambda ev: any(
+                e.event == "chunk_done" and e.document_id == second.document_id for e in ev
+            )
+        )
+        assert not ended(first.document_id, events)
+        embedder.release()
+        async with asyncio.timeout(15):
+            await running
+        await worker.close()
+    events = await listener.until(
+        lambda ev: ended(first.document_id, ev) and ended(second.document_id, ev)
+    )
+    assert [e.event for e in events if e.is_terminal][-2:] == ["embed_done", "embed_done"]

@@ -108,15 +108,11 @@ class StageRun:
 
     async def done(self, **document_fields: Any) -> None:
         records = self.deps.records
-        await records.update_job(
-            self.tenant_id,
-            self.job_id,
-            state="done",
-            progress=100,
-            finished_at=now(),
-            note=None,
-            error=None,
+        ended = await records.end_job(
+            self.tenant_id, self.job_id, state="done", progress=100, finished_at=now()
         )
+        if not ended:
+            return  # ended elsewhere (aborted)
         if document_fields:
             await records.update_document(self.tenant_id, self.document_id, **document_fields)
         await self.publish("done", 100)
@@ -124,11 +120,13 @@ class StageRun:
 
     async def fail(self, reason: str) -> None:
         records = self.deps.records
-        job = await records.get_job(self.tenant_id, self.job_id)
-        progress = job.progress if job is not None else 0
-        await records.update_job(
+        ended = await records.end_job(
             self.tenant_id, self.job_id, state="failed", finished_at=now(), error=reason
         )
+        if not ended:
+            return  # ended elsewhere (aborted)
+        job = await records.get_job(self.tenant_id, self.job_id)
+        progress = job.progress if job is not None else 0
         await records.update_document(
             self.tenant_id, self.document_id, state="failed", error=f"{self.stage}: {reason}"
         )

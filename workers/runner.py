@@ -50,7 +50,7 @@ async def run_stage(
         await run.fail(f"gave up after {deps.settings.max_attempts} interrupted attempts")
         return "failed"
     try:
-        state = await _attempt(run, job, work)
+        state = await _attempt(run, job, work, aborting=lambda: _aborting(ctx))
     except (RedisError, OSError) as exc:  # Redis failed while recording how the attempt ended
         raise Retry(defer=OUTAGE_RETRY_DELAY_S) from exc
     if state == "done":
@@ -58,7 +58,15 @@ async def run_stage(
     return state
 
 
-async def _attempt(run: StageRun, job: JobRecord, work: StageWork) -> str:
+def _aborting(ctx: dict[str, Any]) -> bool:
+    """Whether arq is cancelling this job because it was aborted (not for a shutdown)."""
+    worker = ctx.get("worker")
+    return worker is not None and ctx["job_id"] in worker.aborting_tasks
+
+
+async def _attempt(
+    run: StageRun, job: JobRecord, work: StageWork, *, aborting: Callable[[], bool]
+) -> str:
     settings = run.deps.settings
     started = time.monotonic()
     timeout = asyncio.timeout(settings.job_timeout_s)
@@ -77,7 +85,10 @@ async def _attempt(run: StageRun, job: JobRecord, work: StageWork) -> str:
         await run.interrupted(f"Redis was unavailable ({type(exc).__name__}); will run again")
         raise Retry(defer=OUTAGE_RETRY_DELAY_S) from exc
     except asyncio.CancelledError:
-        await asyncio.shield(run.interrupted("the worker shut down; will run again"))
+        if aborting():
+            await asyncio.shield(run.fail("aborted"))
+        else:
+            await asyncio.shield(run.interrupted("the worker shut down; will run again"))
         raise
     except Exception as exc:
         logger.exception("%s job %s failed unexpectedly", run.stage, run.job_id)

@@ -57,7 +57,10 @@ def create_worker(settings: Settings, *, embedder: Embedder | None = None, **kw:
     """A worker for `settings`; `embedder` replaces the one EMBEDDER names (tests use it)."""
     options = worker_settings(settings)
     options["ctx"] = {**options["ctx"], "embedder": embedder}
-    return Worker(**{**options, **kw})
+    worker = Worker(**{**options, **kw})
+    # jobs tell an abort from a shutdown by the worker's own list of jobs it is aborting
+    worker.ctx["worker"] = worker
+    return worker
 
 
 async def startup(ctx: dict[str, Any]) -> None:
