@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from workers.stages.embed import Embedder
 
 from docpulse.embedded import EmbeddedRedis
 from docpulse.events import JobEvent, decode_event
 from docpulse.settings import Settings
+from workers.stages.embed import Embedder
 from workers.worker import create_worker
 
 SERVERS = ["valkey"] + (["redis7"] if os.environ.get("TEST_REDIS_URL") else [])
