@@ -41,6 +41,9 @@ class Settings:
     max_attempts: int = 3
     # WORKER_CONCURRENCY: jobs one worker process runs at once
     worker_concurrency: int = 4
+    # WORKER_POLL_DELAY: seconds between the worker's looks at the queue (a stage's successor
+    # waits up to this long; arq's own default, 0.5 s, would add a second per document)
+    poll_delay_s: float = 0.1
     # WORKER_HEALTH_CHECK_INTERVAL: seconds between the worker's `arq --check` heartbeats
     health_check_interval_s: float = 10.0
     # PROGRESS_INTERVAL: minimum seconds between two progress events of one job
@@ -80,6 +83,7 @@ _ENV_NAMES = {
     "namespace": "DOCPULSE_NAMESPACE",
     "redis_retry_s": "REDIS_RETRY",
     "job_timeout_s": "JOB_TIMEOUT",
+    "poll_delay_s": "WORKER_POLL_DELAY",
     "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
     "progress_interval_s": "PROGRESS_INTERVAL",
     "result_ttl_s": "RESULT_TTL",

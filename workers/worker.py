@@ -48,6 +48,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "ctx": {"settings": settings},
         "max_jobs": settings.worker_concurrency,
         "health_check_interval": settings.health_check_interval_s,
+        "poll_delay": settings.poll_delay_s,
         "allow_abort_jobs": True,
         "keep_result": 3600,
     }
