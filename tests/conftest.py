@@ -24,6 +24,16 @@ from docpulse.settings import Settings
 from workers.stages.embed import Embedder
 from workers.worker import create_worker
 
+E2E_TIMEOUT_S = 20
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests must finish within 20 s: pytest-timeout fails them past that."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
+
+
 SERVERS = ["valkey"] + (["redis7"] if os.environ.get("TEST_REDIS_URL") else [])
 
 
