@@ -1,8 +1,8 @@
 """The event bus of ADR 0004: `publish_event` and `subscribe_loop` over Redis Pub/Sub.
 
 It imports neither aiohttp nor any job code. Callers name ADR topics (`{tenant_id}.jobs`); the
-namespace prefix and the Redis calls stay in here, so how an event is published can change
-(for example to stamp a sequence number and keep a history in one script) without callers changing.
+namespace prefix and the Redis calls stay in here. Publishing stamps each event with the tenant's
+next `seq` and keeps it in the tenant's history in the same script (`docpulse.history`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from redis.exceptions import RedisError
 
 from docpulse import metrics
 from docpulse.events import JobEvent, decode_event, encode_event
+from docpulse.history import EventLog
 from docpulse.keys import Keys
+from docpulse.outbox import Outbox
+from docpulse.settings import Settings
 from docpulse.tenants import InvalidTenant, tenant_of
 
 logger = logging.getLogger(__name__)
@@ -29,17 +32,46 @@ EventHandler = Callable[[JobEvent], Awaitable[None]]
 
 
 class EventBus:
-    def __init__(self, redis: Redis, keys: Keys, *, enabled: bool = True) -> None:
+    """Publishes job events, keeping order through Redis outages with a bounded outbox.
+
+    `aclose()` gives the outbox a last, bounded chance to flush and stops its flusher task.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        enabled: bool = True,
+        history_length: int = 10_000,
+        history_ttl_s: int = 86_400,
+        outbox_size: int = 1_000,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._enabled = enabled
-        self._failing = False
+        self.log = EventLog(redis, max_length=history_length, ttl_s=history_ttl_s)
+        self.outbox = Outbox(outbox_size)
+        self._flusher: asyncio.Task[None] | None = None
         self.failures = 0
 
-    async def publish_event(self, topic: str, payload: JobEvent | Mapping[str, Any]) -> bool:
-        """Publish one event on `topic`; True once Redis took it.
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> EventBus:
+        return cls(
+            redis,
+            Keys(settings.namespace),
+            enabled=settings.publish_events,
+            history_length=settings.history_length,
+            history_ttl_s=settings.history_ttl_s,
+            outbox_size=settings.outbox_size,
+        )
 
-        A Redis error never reaches the caller: it returns False, is logged once per outage and
+    async def publish_event(self, topic: str, payload: JobEvent | Mapping[str, Any]) -> bool:
+        """Publish one event on `topic`: True once Redis took it.
+
+        The event gets the tenant's next `seq` and joins its history in the same step. A Redis
+        error never reaches the caller: the event waits in the outbox (published in order when
+        Redis is back), the call returns False, and the failure is logged once per outage and
         counted. A payload that is not a valid event, or a topic of another tenant, raises
         ValueError.
         """
@@ -48,29 +80,56 @@ class EventBus:
             raise InvalidTenant(f"event of tenant {event.tenant_id!r} sent to topic {topic!r}")
         if not self._enabled:
             return True
-        started = time.perf_counter()
-        try:
-            await self._redis.publish(self._keys.channel(topic), encode_event(event))
-        except (RedisError, OSError) as exc:
-            self._record_failure(exc)
-            return False
-        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        metrics.EVENTS_PUBLISHED.inc()
-        if self._failing:
-            self._failing = False
-            logger.info("event publishing works again after %d failed events", self.failures)
-        return True
-
-    def _record_failure(self, exc: BaseException) -> None:
+        if self._flusher is None:
+            try:
+                await self._send(topic, event)
+                return True
+            except (RedisError, OSError) as exc:
+                logger.warning(
+                    "publishing job events failed (%s: %s); holding them in the outbox",
+                    type(exc).__name__,
+                    exc,
+                )
+                self._flusher = asyncio.create_task(self._flush(), name="docpulse-outbox")
         self.failures += 1
         metrics.PUBLISH_FAILURES.inc()
-        if not self._failing:
-            self._failing = True
-            logger.warning(
-                "publishing job events failed (%s: %s); later failures are only counted",
-                type(exc).__name__,
-                exc,
-            )
+        self.outbox.put(topic, event)
+        return False
+
+    async def _send(self, topic: str, event: JobEvent) -> None:
+        started = time.perf_counter()
+        keys = self._keys.tenant(event.tenant_id)
+        await self.log.append(keys, encode_event(msgspec.structs.replace(event, seq=None)))
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        metrics.EVENTS_PUBLISHED.inc()
+
+    async def _flush(self) -> None:
+        """Publish the outbox in order, retrying with backoff and jitter until it is empty."""
+        delay = 0.1
+        while len(self.outbox):
+            pending = self.outbox.peek()
+            try:
+                await self._send(pending.topic, pending.event)
+            except (RedisError, OSError):
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 5.0)
+                continue
+            self.outbox.pop()
+            delay = 0.1
+        logger.info("event publishing works again after %d failed events", self.failures)
+        self._flusher = None
+
+    async def aclose(self, *, flush_timeout_s: float = 2.0) -> None:
+        flusher = self._flusher
+        if flusher is None:
+            return
+        try:
+            async with asyncio.timeout(flush_timeout_s):
+                await asyncio.shield(flusher)
+        except TimeoutError:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            logger.warning("stopped with %d events unpublished", len(self.outbox))
 
     async def subscribe_loop(
         self,

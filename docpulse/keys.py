@@ -50,6 +50,16 @@ class TenantKeys:
         return f"dp:{{{self.channel}}}"
 
     @property
+    def sequence(self) -> str:
+        """Hash of the tenant's event `seq` counter and the `epoch` of its history."""
+        return f"{self._base}:seq"
+
+    @property
+    def history(self) -> str:
+        """Stream of the tenant's recent events, entry id `{seq}-0`, capped in length and age."""
+        return f"{self._base}:history"
+
+    @property
     def documents(self) -> str:
         """Sorted set of the tenant's document ids, scored by id (newest last)."""
         return f"{self._base}:documents"

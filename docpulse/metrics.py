@@ -5,14 +5,14 @@ Web and worker metrics live beside their own code; these are counted in whicheve
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PUBLISHED = Counter(
     "docpulse_events_published_total", "Job events published to Redis Pub/Sub."
 )
 PUBLISH_FAILURES = Counter(
     "docpulse_event_publish_failures_total",
-    "Job events that could not be published because Redis failed.",
+    "Job events not published at once because Redis failed (they wait in the outbox).",
 )
 PUBLISH_SECONDS = Histogram(
     "docpulse_event_publish_seconds",
@@ -22,4 +22,13 @@ PUBLISH_SECONDS = Histogram(
 EVENTS_MALFORMED = Counter(
     "docpulse_events_malformed_total",
     "Messages on a job channel that were not valid job events and were skipped.",
+)
+OUTBOX_SIZE = Gauge(
+    "docpulse_outbox_events",
+    "Events waiting in this process's outbox for Redis to come back.",
+)
+OUTBOX_DROPPED = Counter(
+    "docpulse_outbox_dropped_total",
+    "Events dropped from a full outbox, by phase (progress events go first).",
+    ["phase"],
 )

@@ -50,6 +50,12 @@ class Settings:
     progress_interval_s: float = 0.1
     # RESULT_TTL: seconds a finished document and its data are kept (0 = forever)
     result_ttl_s: int = 0
+    # HISTORY_LENGTH / HISTORY_TTL: events kept per tenant for resuming (about; trimmed in
+    # blocks), and seconds an idle tenant's history lives
+    history_length: int = 10_000
+    history_ttl_s: int = 86_400
+    # OUTBOX_SIZE: events a process holds while Redis is unreachable (progress is dropped first)
+    outbox_size: int = 1_000
     # PUBLISH_EVENTS: 0 turns event publishing off (benchmarks measure its cost)
     publish_events: bool = True
     # WORKER_METRICS_PORT: port of the worker's Prometheus /metrics (0 = off)
@@ -74,7 +80,14 @@ class Settings:
             raise SettingsError("REDIS_SSL_CERT_REQS must be none, optional or required")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise SettingsError("CHUNK_OVERLAP must be at least 0 and less than CHUNK_SIZE")
-        for name in ("max_document_bytes", "embed_dim", "embed_batch", "max_attempts"):
+        for name in (
+            "max_document_bytes",
+            "embed_dim",
+            "embed_batch",
+            "max_attempts",
+            "history_length",
+            "outbox_size",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")
 
@@ -87,6 +100,7 @@ _ENV_NAMES = {
     "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
     "progress_interval_s": "PROGRESS_INTERVAL",
     "result_ttl_s": "RESULT_TTL",
+    "history_ttl_s": "HISTORY_TTL",
 }
 _DEFAULTS = Settings()
 

@@ -76,7 +76,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         settings=settings,
         keys=keys,
         records=Records(records_redis, keys, ttl_s=settings.result_ttl_s),
-        bus=EventBus(bus_redis, keys, enabled=settings.publish_events),
+        bus=EventBus.from_settings(bus_redis, settings),
         arq=ctx["redis"],
         embedder=embedder,
     )
@@ -84,6 +84,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "deps" in ctx:
+        await ctx["deps"].bus.aclose()
     for client in ctx.get("clients", ()):
         await client.aclose()
 
