@@ -6,7 +6,6 @@ touches is that tenant's, so nothing is ever looked up by a bare id.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
@@ -341,4 +340,4 @@ return 1
 
 
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000) if moment else int(time.time() * 1000)
+    return int(moment.timestamp() * 1000)
