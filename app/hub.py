@@ -42,6 +42,9 @@ class Hub:
         self._keys = keys
         self._join_timeout_s = join_timeout_s
         self._channels: dict[bytes, _Channel] = {}
+        # SUBSCRIBEs sent but not yet confirmed, per channel: a channel left and joined again
+        # quickly must not take the old SUBSCRIBE's confirmation for its new one
+        self._unconfirmed: dict[bytes, int] = {}
         self._lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in the order they were asked
         self._active = asyncio.Event()
 
@@ -62,6 +65,7 @@ class Hub:
         state.sinks.add(sink)  # before any await: `leave` undoes whatever part of this ran
         if first:
             async with self._lock:
+                self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
                 await self._pubsub.subscribe(name)
             self._active.set()
         async with asyncio.timeout(self._join_timeout_s):
@@ -82,10 +86,15 @@ class Hub:
                 logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        state = self._channels.get(message["channel"])
+        name = message["channel"]
+        if message["type"] == "subscribe":
+            left = max(self._unconfirmed.pop(name, 0) - 1, 0)  # re-subscribes after a reconnect
+            if left:
+                self._unconfirmed[name] = left
+        state = self._channels.get(name)
         if state is None:
             return
-        if message["type"] == "subscribe":
+        if message["type"] == "subscribe" and name not in self._unconfirmed:
             state.confirmed.set()
         elif message["type"] == "message":
             for sink in list(state.sinks):

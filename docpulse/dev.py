@@ -68,9 +68,8 @@ def _demo_token(env: dict[str, str]) -> str:
 
 def _hints(env: dict[str, str], port: str) -> None:
     api = f"http://127.0.0.1:{port}"
-    _say(
-        f"API at {api}/api (described at {api}/api/openapi.json), live events at ws://127.0.0.1:{port}/ws"
-    )
+    _say(f"API at {api}/api, described at {api}/api/openapi.json")
+    _say(f"live job events: ws://127.0.0.1:{port}/ws (bearer token or ?ticket=)")
     _say(f"demo token for tenant acme (24 h): {_demo_token(env)}")
     _say(f'upload: curl -H "Authorization: Bearer $TOKEN" -F file=@notes.md {api}/api/documents')
     _say(f"or: REDIS_URL={env['REDIS_URL']} docpulse submit FILE --tenant acme --follow")
