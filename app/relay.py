@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES: Final = 4096
 TOO_SLOW: Final = 4008
 READY: Final = b'{"op":"ready"}'
+# a peer that does not read cannot take a close frame either: past this, the transport is aborted
+CLOSE_TIMEOUT_S: Final = 5.0
 PONG: Final = b'{"op":"pong"}'
 
 
@@ -38,6 +40,15 @@ class Op(msgspec.Struct, frozen=True):
 _op_decoder: Final = msgspec.json.Decoder(Op)
 
 
+async def close_within(ws: web.WebSocketResponse, code: int, message: bytes) -> None:
+    """Close `ws` with `code`; abort its transport if the close cannot finish in time."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await ws.close(code=code, message=message)
+    except TimeoutError:
+        logger.info("a WebSocket did not take its close frame (%d) in time; aborted", code)
+
+
 class Connection:
     """One socket's side of the hub: a bounded queue and the task that writes it out."""
 
@@ -45,7 +56,7 @@ class Connection:
         self.ws = ws
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
         self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[bool] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     def offer(self, frame: bytes) -> bool:
         try:
@@ -59,7 +70,7 @@ class Connection:
         if self._closer is None:
             if self._writer is not None:
                 self._writer.cancel()
-            self._closer = asyncio.create_task(self.ws.close(code=TOO_SLOW, message=b"too slow"))
+            self._closer = asyncio.create_task(close_within(self.ws, TOO_SLOW, b"too slow"))
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write())
@@ -135,7 +146,5 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
 async def close_sockets(app: web.Application) -> None:
     """on_shutdown: every open socket is closed with 1001 GOING_AWAY."""
     sockets = app[SOCKETS]
-    closing = [
-        ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in list(sockets)
-    ]
+    closing = [close_within(ws, WSCloseCode.GOING_AWAY, b"server shutdown") for ws in list(sockets)]
     await asyncio.gather(*closing, return_exceptions=True)
