@@ -127,7 +127,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def create_ws_ticket(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
-    ttl = request.app[SETTINGS].ws_ticket_ttl_s
+    ttl = request.app[SETTINGS].ws_ticket_ttl
     ticket = await auth.issue_ticket(request.app[REDIS], request.app[KEYS], tenant_id, ttl)
     return json_response(Ticket(ticket, ttl), status=201)
 

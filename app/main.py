@@ -40,9 +40,10 @@ def create_app(settings: Settings) -> web.Application:
 
 def web_settings(settings: Settings) -> Settings:
     """`settings`, with a throwaway SECRET_KEY in development; without one elsewhere, an error."""
+    settings.validate_web()
     if settings.secret_key:
         return settings
-    if not settings.dev:
+    if not settings.docpulse_dev:
         raise SettingsError("SECRET_KEY is not set; the web process will not start without it")
     logger.warning("SECRET_KEY is not set: using a random key, tokens die with this process")
     return replace(settings, secret_key=secrets.token_urlsafe(32))

@@ -55,7 +55,7 @@ class Settings:
     # (unless DOCPULSE_DEV=1, where a key is generated for the run). Never printed by repr().
     secret_key: str = dataclasses.field(default="", repr=False)
     # DOCPULSE_DEV: 1 under `docpulse dev` (allows a generated SECRET_KEY)
-    dev: bool = False
+    docpulse_dev: bool = False
     # PORT: port `docpulse web` listens on (Heroku sets it)
     port: int = 8000
     # ALLOWED_ORIGINS: comma-separated origins (scheme://host[:port]) that may open /ws besides
@@ -64,7 +64,12 @@ class Settings:
     # WS_QUEUE_SIZE: events buffered per WebSocket; a socket past it is closed with 4008 too slow
     ws_queue_size: int = 256
     # WS_TICKET_TTL: seconds a single-use WebSocket ticket (POST /api/ws-tickets) stays valid
-    ws_ticket_ttl_s: int = 30
+    ws_ticket_ttl: int = 30
+
+    def validate_web(self) -> None:
+        for name in ("port", "ws_queue_size", "ws_ticket_ttl"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
 
     @property
     def allowed_origin_set(self) -> frozenset[str]:
@@ -91,10 +96,9 @@ class Settings:
             raise SettingsError("REDIS_SSL_CERT_REQS must be none, optional or required")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise SettingsError("CHUNK_OVERLAP must be at least 0 and less than CHUNK_SIZE")
-        at_least_one = ("max_document_bytes", "embed_dim", "embed_batch", "max_attempts")
-        for name in (*at_least_one, "ws_queue_size", "ws_ticket_ttl_s"):
+        for name in ("max_document_bytes", "embed_dim", "embed_batch", "max_attempts"):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{_ENV_NAMES.get(name, name.upper())} must be at least 1")
+                raise SettingsError(f"{name.upper()} must be at least 1")
 
 
 _ENV_NAMES = {
@@ -103,8 +107,6 @@ _ENV_NAMES = {
     "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
     "progress_interval_s": "PROGRESS_INTERVAL",
     "result_ttl_s": "RESULT_TTL",
-    "dev": "DOCPULSE_DEV",
-    "ws_ticket_ttl_s": "WS_TICKET_TTL",
 }
 _DEFAULTS = Settings()
 

@@ -72,6 +72,15 @@ def test_the_app_needs_a_secret_key_except_in_development(settings: Settings) ->
         create_app(settings)
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         web_settings(settings)
-    generated = web_settings(Settings(dev=True))
+    generated = web_settings(Settings(docpulse_dev=True))
     assert len(generated.secret_key) >= 32
     assert generated.secret_key not in repr(generated)
+
+
+def test_web_settings_come_from_the_environment() -> None:
+    env = {"SECRET_KEY": SECRET, "PORT": "9000", "WS_TICKET_TTL": "5", "DOCPULSE_DEV": "1"}
+    settings = web_settings(Settings.from_env({**env, "ALLOWED_ORIGINS": "https://a.example/, b"}))
+    assert (settings.port, settings.ws_ticket_ttl, settings.docpulse_dev) == (9000, 5, True)
+    assert settings.allowed_origin_set == {"https://a.example", "b"}
+    with pytest.raises(SettingsError, match="WS_QUEUE_SIZE"):
+        web_settings(Settings.from_env({**env, "WS_QUEUE_SIZE": "0"}))
