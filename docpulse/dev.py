@@ -86,11 +86,12 @@ def run_dev() -> int:
     port = env.get("PORT") or "8000"
     with _redis_url(env) as url:
         env["REDIS_URL"] = url
-        processes = [
-            _start("worker", ["worker"], env),
-            _start("web process", ["web", "--host", "127.0.0.1", "--port", port], env),
-        ]
+        processes: list[subprocess.Popen[bytes]] = []
         try:
+            processes.append(_start("worker", ["worker"], env))
+            processes.append(
+                _start("web process", ["web", "--host", "127.0.0.1", "--port", port], env)
+            )
             _hints(env, port)
             _say("Ctrl-C stops everything")
             pid, status = os.wait()  # returns when any child (server or worker) exits
