@@ -72,8 +72,8 @@ async def _read_limited(reader: StreamReader | BodyPartReader, limit: int) -> by
 
 
 def _content_type(declared: str | None, filename: str) -> str:
-    if declared and declared not in ("application/octet-stream", "text/plain; charset=utf-8"):
-        return declared
+    if declared and declared != "application/octet-stream":
+        return declared.split(";", 1)[0].strip()
     return mimetypes.guess_type(filename)[0] or declared or "application/octet-stream"
 
 
