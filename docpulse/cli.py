@@ -1,4 +1,4 @@
-"""The `docpulse` command: dev, worker, submit.
+"""The `docpulse` command: dev, worker, web, token, submit.
 
 This is the composition root: the only module of the package that reaches into `workers` (and,
 later, `app`), and only inside the command that runs them.
@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run the arq worker (the Procfile's worker:)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     worker.add_argument("--check", action="store_true", help="exit 0 if a worker is healthy")
+    web = commands.add_parser("web", help="run the web process (the Procfile's web:)")
+    web.add_argument("--host", default="0.0.0.0")
+    web.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
+    token = commands.add_parser("token", help="print an API token for a tenant (needs SECRET_KEY)")
+    token.add_argument("tenant", help="tenant id: 1-64 of A-Z a-z 0-9 _ -")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds it stays valid (3600)")
     submit = commands.add_parser("submit", help="store a document and start its pipeline")
     submit.add_argument("file", type=Path)
     submit.add_argument("--tenant", required=True, help="tenant id: 1-64 of A-Z a-z 0-9 _ -")
@@ -53,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from docpulse.dev import run_dev
 
         return run_dev()
+    if args.command == "token":
+        return _token(settings, args.tenant, args.ttl)
+    if args.command == "web":
+        return _web(settings, host=args.host, port=args.port)
     configure_logging()
     if args.command == "worker":
         return _worker(settings, burst=args.burst, check=args.check)
@@ -65,6 +75,26 @@ def _worker(settings: Settings, *, burst: bool, check: bool) -> int:
     if check:
         return asyncio.run(worker.check(settings))
     worker.run(settings, burst=burst)
+    return 0
+
+
+def _web(settings: Settings, *, host: str, port: int | None) -> int:
+    from app.main import main as run_web
+
+    return run_web(settings, host=host, port=port)
+
+
+def _token(settings: Settings, tenant_id: str, ttl_s: int) -> int:
+    from app.auth import issue_token
+
+    if not settings.secret_key:
+        print("docpulse token: SECRET_KEY is not set", file=sys.stderr)
+        return 2
+    try:
+        print(issue_token(settings.secret_key, tenant_id, ttl_s))
+    except InvalidTenant as exc:
+        print(f"docpulse token: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -61,6 +61,33 @@ class Settings:
     # WORKER_METRICS_PORT: port of the worker's Prometheus /metrics (0 = off)
     worker_metrics_port: int = 0
 
+    # --- web process (app/, `docpulse web`) -----------------------------------------------------
+    # SECRET_KEY: HS256 key that signs API tokens; `docpulse web` refuses to start without it
+    # (unless DOCPULSE_DEV=1, where a key is generated for the run). Never printed by repr().
+    secret_key: str = dataclasses.field(default="", repr=False)
+    # DOCPULSE_DEV: 1 under `docpulse dev` (allows a generated SECRET_KEY)
+    docpulse_dev: bool = False
+    # PORT: port `docpulse web` listens on (Heroku sets it)
+    port: int = 8000
+    # ALLOWED_ORIGINS: comma-separated origins (scheme://host[:port]) that may open /ws besides
+    # the app's own (same Host)
+    allowed_origins: str = ""
+    # WS_QUEUE_SIZE: events buffered per WebSocket; a socket past it is closed with 4008 too slow
+    ws_queue_size: int = 256
+    # WS_TICKET_TTL: seconds a single-use WebSocket ticket (POST /api/ws-tickets) stays valid
+    ws_ticket_ttl: int = 30
+
+    def validate_web(self) -> None:
+        for name in ("port", "ws_queue_size", "ws_ticket_ttl"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
+
+    @property
+    def allowed_origin_set(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

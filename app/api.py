@@ -1,0 +1,145 @@
+"""The REST API under /api: documents, their chunks, jobs and WebSocket tickets.
+
+Every handler names the caller's tenant (from the bearer token) in each record lookup, so another
+tenant's id is as absent as an id that does not exist: 404 either way.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app import auth
+from app.appkeys import ARQ, KEYS, RECORDS, REDIS, SETTINGS
+from app.errors import json_error
+from app.upload import read_upload
+from app.views import (
+    ChunkPage,
+    DocumentPage,
+    JobPage,
+    Submitted,
+    Ticket,
+    chunk_views,
+    document_view,
+    json_response,
+)
+from docpulse.events import STAGES
+from docpulse.queue import submit_document
+from docpulse.records import DocumentRecord
+
+
+def _tenant(request: web.Request) -> str:
+    return auth.require_tenant(request, request.app[SETTINGS].secret_key)
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        message = f"?{name}= must be an integer from {low} to {high}"
+        raise json_error(web.HTTPBadRequest, "bad_parameter", message)
+    return value
+
+
+def _not_found(what: str) -> web.HTTPException:
+    return json_error(web.HTTPNotFound, "not_found", f"no such {what}")
+
+
+async def _document(request: web.Request, tenant_id: str) -> DocumentRecord:
+    doc = await request.app[RECORDS].get_document(tenant_id, int(request.match_info["id"]))
+    if doc is None:
+        raise _not_found("document")
+    return doc
+
+
+async def upload_document(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    upload = await read_upload(request, request.app[SETTINGS].max_document_bytes)
+    app = request.app
+    doc, job = await submit_document(
+        app[RECORDS], app[ARQ], app[KEYS], tenant_id,
+        filename=upload.filename, content_type=upload.content_type, content=upload.content,
+    )  # fmt: skip
+    return json_response(Submitted(doc.document_id, job.job_id), status=202)
+
+
+async def get_document(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    doc = await _document(request, tenant_id)
+    records = request.app[RECORDS]
+    jobs = {}
+    for stage in STAGES:
+        job_id = doc.job_id(stage)
+        jobs[stage] = None if job_id is None else await records.get_job(tenant_id, job_id)
+    return json_response(document_view(doc, jobs))
+
+
+async def get_chunks(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    doc = await _document(request, tenant_id)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = _int_param(request, "limit", 500, 1, 1000)
+    records = request.app[RECORDS]
+    chunks = await records.get_chunks(tenant_id, doc.document_id, offset=offset, limit=limit)
+    vectors = None
+    if request.query.get("vectors") in ("1", "true") and doc.vector_dim:
+        vectors = await records.get_vectors(
+            tenant_id, doc.document_id, dim=doc.vector_dim, offset=offset, limit=len(chunks)
+        )
+    views = chunk_views(chunks, offset, vectors, doc.vector_dim)
+    return json_response(ChunkPage(doc.document_id, views, offset))
+
+
+async def delete_document(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    if not await request.app[RECORDS].delete_document(tenant_id, int(request.match_info["id"])):
+        raise _not_found("document")
+    return web.Response(status=204)
+
+
+async def list_documents(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    limit = _int_param(request, "limit", 50, 1, 200)
+    docs, total = await request.app[RECORDS].list_documents(tenant_id, offset=offset, limit=limit)
+    return json_response(DocumentPage(docs, total, offset, limit))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    job = await request.app[RECORDS].get_job(tenant_id, int(request.match_info["job_id"]))
+    if job is None:
+        raise _not_found("job")
+    return json_response(job)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    since = _int_param(request, "since", 0, 0, 2**53)
+    limit = _int_param(request, "limit", 500, 1, 500)
+    jobs = await request.app[RECORDS].jobs_since(tenant_id, since, limit=limit)
+    return json_response(JobPage(jobs, max((j.updated_ms for j in jobs), default=since)))
+
+
+async def create_ws_ticket(request: web.Request) -> web.Response:
+    tenant_id = _tenant(request)
+    ttl = request.app[SETTINGS].ws_ticket_ttl
+    ticket = await auth.issue_ticket(request.app[REDIS], request.app[KEYS], tenant_id, ttl)
+    return json_response(Ticket(ticket, ttl), status=201)
+
+
+ID = r"{id:\d{1,18}}"
+routes = [
+    web.post("/api/documents", upload_document),
+    web.get("/api/documents", list_documents),
+    web.get(f"/api/documents/{ID}", get_document),
+    web.delete(f"/api/documents/{ID}", delete_document),
+    web.get(f"/api/documents/{ID}/chunks", get_chunks),
+    web.get(r"/api/jobs/{job_id:\d{1,18}}", get_job),
+    web.get("/api/jobs", list_jobs),
+    web.post("/api/ws-tickets", create_ws_ticket),
+]

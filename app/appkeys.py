@@ -1,0 +1,23 @@
+"""Everything the web app stores on `web.Application`, as typed keys in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from app.hub import Hub
+from docpulse.keys import Keys
+from docpulse.records import Records
+from docpulse.settings import Settings
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+KEYS: Final = web.AppKey("keys", Keys)
+REDIS: Final = web.AppKey("redis", Redis)
+ARQ: Final = web.AppKey("arq", ArqRedis)
+RECORDS: Final = web.AppKey("records", Records)
+HUB: Final = web.AppKey("hub", Hub)
+# the open WebSockets, closed with 1001 on shutdown
+SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])

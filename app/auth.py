@@ -1,0 +1,104 @@
+"""Who is calling: HS256 API tokens, single-use WebSocket tickets and the Origin check.
+
+A token is a JWT signed with SECRET_KEY whose `sub` is the tenant id and whose `exp` is required.
+A browser cannot set headers on a WebSocket, so it trades its token for a ticket
+(`POST /api/ws-tickets`): a random string kept in Redis for WS_TICKET_TTL seconds (SET NX EX) and
+consumed with GETDEL, so it works once, on any web process.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Final
+from urllib.parse import urlsplit
+
+import jwt
+from aiohttp import web
+from redis.asyncio import Redis
+
+from app.errors import json_error
+from docpulse.keys import Keys
+from docpulse.settings import Settings
+from docpulse.tenants import InvalidTenant, validate_tenant_id
+
+ALGORITHM: Final = "HS256"
+_CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="docpulse"'}
+
+
+def issue_token(secret: str, tenant_id: str, ttl_s: int) -> str:
+    """A token for `tenant_id`, valid for `ttl_s` seconds (`docpulse token TENANT --ttl`)."""
+    now = int(time.time())
+    claims = {"sub": validate_tenant_id(tenant_id), "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def unauthorized(message: str) -> web.HTTPException:
+    return json_error(web.HTTPUnauthorized, "unauthorized", message, headers=_CHALLENGE)
+
+
+def tenant_of_token(secret: str, token: str) -> str:
+    """The tenant id a token names; raises a 401 JSON error for any bad token."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+        )
+        return validate_tenant_id(claims["sub"])
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token expired; get a new one (docpulse token TENANT)") from None
+    except (jwt.InvalidTokenError, InvalidTenant):
+        raise unauthorized("invalid token; send Authorization: Bearer <token>") from None
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("malformed Authorization header; use: Bearer <token>")
+    return token.strip()
+
+
+def require_tenant(request: web.Request, secret: str) -> str:
+    """The tenant of the request's bearer token, or a 401."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("missing token; send Authorization: Bearer <token>")
+    return tenant_of_token(secret, token)
+
+
+def _ticket_key(keys: Keys, ticket: str) -> str:
+    return f"{keys.namespace}dp:ws-ticket:{ticket}"
+
+
+async def issue_ticket(redis: Redis, keys: Keys, tenant_id: str, ttl_s: int) -> str:
+    ticket = secrets.token_urlsafe(24)
+    stored = await redis.set(_ticket_key(keys, ticket), tenant_id, nx=True, ex=ttl_s)
+    if not stored:  # pragma: no cover - 192 random bits do not collide
+        raise RuntimeError("WebSocket ticket collision")
+    return ticket
+
+
+async def redeem_ticket(redis: Redis, keys: Keys, ticket: str) -> str:
+    """The tenant a ticket was issued to; it cannot be used again. A 401 if unknown or used."""
+    if not ticket or len(ticket) > 128:
+        raise unauthorized("invalid ticket")
+    tenant: bytes | None = await redis.getdel(_ticket_key(keys, ticket))
+    if tenant is None:
+        raise unauthorized("ticket unknown, expired or already used; get a new one")
+    return tenant.decode()
+
+
+def check_origin(request: web.Request, settings: Settings) -> None:
+    """A browser's Origin must be the app's own (same Host) or in ALLOWED_ORIGINS; else a 403."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    if urlsplit(origin).netloc.lower() == request.host.lower():
+        return
+    if origin.rstrip("/") in settings.allowed_origin_set:
+        return
+    raise json_error(
+        web.HTTPForbidden, "forbidden_origin", f"origin {origin!r:.100} may not open /ws"
+    )

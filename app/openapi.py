@@ -1,0 +1,83 @@
+"""`GET /api/openapi.json`: an OpenAPI 3.1 description of every route (a test keeps it complete)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from app.upload import SUPPORTED
+
+Op = dict[str, Any]
+_ERROR: Final = {"$ref": "#/components/responses/Error"}
+_AUTH_ERRORS: Final = {"401": _ERROR, "404": _ERROR}
+
+
+def _op(summary: str, ok: str, *, params: tuple[str, ...] = (), secure: bool = True) -> Op:
+    op: Op = {"summary": summary, "responses": {ok: {"description": summary}}}
+    if params:
+        op["parameters"] = [_param(p) for p in params]
+    if secure:
+        op["responses"].update(_AUTH_ERRORS)
+    else:
+        op["security"] = []
+    return op
+
+
+def _param(name: str) -> dict[str, Any]:
+    where = "path" if name in ("id", "job_id") else "query"
+    return {"name": name, "in": where, "required": where == "path", "schema": {"type": "integer"}}
+
+
+def _upload() -> Op:
+    op = _op("Upload a document and start its pipeline", "202", params=())
+    op["parameters"] = [{"name": "filename", "in": "query", "schema": {"type": "string"}}]
+    op["description"] = f"multipart field `file`, or the raw body with ?filename=. {SUPPORTED}"
+    op["requestBody"] = {"content": {"multipart/form-data": {}, "application/octet-stream": {}}}
+    op["responses"].update({"400": _ERROR, "413": _ERROR, "415": _ERROR})
+    return op
+
+
+PATHS: Final[dict[str, dict[str, Op]]] = {
+    "/api/documents": {
+        "post": _upload(),
+        "get": _op("List documents, newest first", "200", params=("offset", "limit")),
+    },
+    "/api/documents/{id}": {
+        "get": _op("A document and its three stages", "200", params=("id",)),
+        "delete": _op("Delete a document and its data", "204", params=("id",)),
+    },
+    "/api/documents/{id}/chunks": {
+        "get": _op(
+            "Chunk texts (?vectors=1 adds vectors)", "200", params=("id", "offset", "limit")
+        ),
+    },
+    "/api/jobs": {"get": _op("Jobs updated after ?since= (ms)", "200", params=("since", "limit"))},
+    "/api/jobs/{job_id}": {"get": _op("A job record", "200", params=("job_id",))},
+    "/api/ws-tickets": {"post": _op("A single-use ticket for /ws?ticket=", "201")},
+    "/ws": {"get": _op("Live job events (WebSocket; bearer token or ?ticket=)", "101")},
+    "/livez": {"get": _op("The process is alive", "200", secure=False)},
+    "/readyz": {"get": _op("Redis answers (503 if not)", "200", secure=False)},
+    "/metrics": {"get": _op("Prometheus metrics", "200", secure=False)},
+    "/api/openapi.json": {"get": _op("This document", "200", secure=False)},
+}
+
+SPEC: Final = {
+    "openapi": "3.1.0",
+    "info": {"title": "docpulse", "version": "0.1.0"},
+    "paths": PATHS,
+    "security": [{"bearer": []}],
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "responses": {
+            "Error": {
+                "description": 'JSON error: {"error": {"code": ..., "message": ...}}',
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    },
+}
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(SPEC)

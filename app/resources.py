@@ -1,0 +1,38 @@
+"""One cleanup context per resource: the Redis client (records, tickets, readiness), the arq
+client that enqueues jobs by name, and the hub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from app.appkeys import ARQ, HUB, KEYS, RECORDS, REDIS, SETTINGS
+from app.hub import Hub
+from docpulse.connections import redis_client
+from docpulse.queue import deserialize, serialize
+from docpulse.records import Records
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = redis_client(settings, retry_for_s=2.0)
+    app[REDIS] = redis
+    app[RECORDS] = Records(redis, app[KEYS], ttl_s=settings.result_ttl_s)
+    # arq's client shares the pool: it needs no connection of its own, and unlike arq's
+    # `create_pool` it does not insist on reaching Redis at start-up (/readyz reports that)
+    app[ARQ] = ArqRedis(
+        connection_pool=redis.connection_pool,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=app[KEYS].queue,
+    )
+    yield
+    await redis.aclose()
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with Hub(app[REDIS], app[KEYS]).running() as hub:
+        app[HUB] = hub
+        yield

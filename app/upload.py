@@ -1,0 +1,104 @@
+"""Reading an uploaded document within MAX_DOCUMENT_BYTES, without reading more than that.
+
+A declared Content-Length over the limit is refused before any byte of the body is read; a body
+without one (chunked) is counted while it streams in and refused as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Final
+
+from aiohttp import BodyPartReader, StreamReader, web
+
+from app.errors import json_error
+
+SUPPORTED: Final = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+# multipart framing (boundaries, part headers) around the file, allowed on top of the limit
+MULTIPART_SLACK: Final = 16 * 1024
+CHUNK: Final = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def too_large(limit: int) -> web.HTTPException:
+    return json_error(
+        web.HTTPRequestEntityTooLarge,
+        "too_large",
+        f"documents may be at most {limit} bytes (MAX_DOCUMENT_BYTES); send a smaller file",
+        max_size=limit,
+    )
+
+
+def check_filename(filename: str | None) -> str:
+    if not filename:
+        raise json_error(
+            web.HTTPBadRequest,
+            "filename_missing",
+            "name the document: send multipart/form-data with a field 'file', "
+            "or the raw body with ?filename=report.pdf",
+        )
+    name = PurePath(filename).name
+    if PurePath(name).suffix.lower() not in SUPPORTED:
+        raise json_error(
+            web.HTTPUnsupportedMediaType,
+            "unsupported_type",
+            f"cannot read {name!r:.100}; send one of: {' '.join(SUPPORTED)}",
+        )
+    return name
+
+
+async def _read_limited(reader: StreamReader | BodyPartReader, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        if isinstance(reader, BodyPartReader):
+            chunk = await reader.read_chunk(CHUNK)
+        else:
+            chunk = await reader.read(CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        parts.append(chunk)
+
+
+def _content_type(declared: str | None, filename: str) -> str:
+    if declared and declared != "application/octet-stream":
+        return declared.split(";", 1)[0].strip()
+    return mimetypes.guess_type(filename)[0] or declared or "application/octet-stream"
+
+
+async def _read_multipart(request: web.Request, limit: int) -> Upload:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise json_error(web.HTTPBadRequest, "nested_multipart", "nested multipart is refused")
+        if part.name == "file":
+            filename = check_filename(part.filename)
+            content = await _read_limited(part, limit)
+            declared = part.headers.get("Content-Type")
+            return Upload(filename, _content_type(declared, filename), content)
+        await _read_limited(part, limit)  # other fields: drained, within the same limit
+    return Upload(check_filename(None), "", b"")
+
+
+async def read_upload(request: web.Request, limit: int) -> Upload:
+    """The document of an upload request; 400, 413 or 415 JSON errors for what cannot be taken."""
+    multipart = request.content_type.startswith("multipart/")
+    declared = request.content_length
+    if declared is not None and declared > limit + (MULTIPART_SLACK if multipart else 0):
+        raise too_large(limit)
+    if multipart:
+        return await _read_multipart(request, limit)
+    filename = check_filename(request.query.get("filename"))
+    content = await _read_limited(request.content, limit)
+    return Upload(filename, _content_type(request.content_type, filename), content)

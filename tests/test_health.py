@@ -1,0 +1,47 @@
+"""/livez, /readyz (Redis answers or 503) and /metrics (route templates, never ids)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from prometheus_client import REGISTRY
+from pytest_aiohttp import AiohttpClient
+
+from app.main import create_app
+from docpulse.embedded import free_port
+from docpulse.settings import Settings
+from tests.webtools import bearer, keyed
+
+
+async def test_live_and_ready_with_redis(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(keyed(settings)))
+    assert (await client.get("/livez")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json()) == {"status": "ready"}
+
+
+async def test_not_ready_without_redis(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+    nowhere = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(create_app(keyed(nowhere)))
+    assert (await client.get("/livez")).status == 200
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "redis_unavailable"
+
+
+async def test_metrics_label_routes_by_template(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(keyed(settings)))
+    labels = {"method": "GET", "route": "/api/documents/{id}", "status": "404"}
+    name = "docpulse_http_request_duration_seconds_count"
+    before = REGISTRY.get_sample_value(name, labels) or 0.0
+    await client.get("/api/documents/123456", headers=bearer("acme"))
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    assert "docpulse_ws_connections" in text
+    assert "docpulse_ws_events_dropped_total" in text
+    assert "123456" not in text
+    assert REGISTRY.get_sample_value(name, labels) == before + 1
