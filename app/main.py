@@ -12,6 +12,7 @@ from app import api, health, openapi, relay
 from app.appkeys import KEYS, SETTINGS, SOCKETS
 from app.errors import error_middleware
 from app.metrics import metrics_middleware
+from app.requestlog import RequestLog, echo_request_id, request_id_middleware
 from app.resources import hub_ctx, redis_ctx
 from docpulse.keys import Keys
 from docpulse.logs import configure_logging
@@ -25,7 +26,8 @@ def create_app(settings: Settings) -> web.Application:
     """The application for `settings`; nothing is read from the environment here."""
     if not settings.secret_key:
         raise SettingsError("SECRET_KEY is required to sign and check API tokens")
-    app = web.Application(middlewares=[metrics_middleware, error_middleware])
+    app = web.Application(middlewares=[request_id_middleware, metrics_middleware, error_middleware])
+    app.on_response_prepare.append(echo_request_id)
     app[SETTINGS] = settings
     app[KEYS] = Keys(settings.namespace)
     app[SOCKETS] = set()
@@ -52,12 +54,19 @@ def web_settings(settings: Settings) -> Settings:
 def main(
     settings: Settings | None = None, *, host: str = "0.0.0.0", port: int | None = None
 ) -> int:
-    configure_logging()
+    configure_logging(settings.log_style if settings else "json")
     try:
         settings = web_settings(settings or Settings.from_env())
     except SettingsError as exc:
         logger.error("%s", exc)
         return 2
     app = create_app(settings)
-    web.run_app(app, host=host, port=port or settings.port, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    web.run_app(
+        app,
+        host=host,
+        port=port or settings.port,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        access_log_class=RequestLog,
+        print=logger.info,  # "Running on ...": a log line too, not a bare print on stdout
+    )
     return 0

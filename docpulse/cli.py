@@ -63,9 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _token(settings, args.tenant, args.ttl)
     if args.command == "web":
         return _web(settings, host=args.host, port=args.port)
-    configure_logging()
     if args.command == "worker":
+        configure_logging(settings.log_style)
         return _worker(settings, burst=args.burst, check=args.check)
+    configure_logging("text")  # submit: a person reads it, next to the progress bars
     return asyncio.run(_submit(settings, args.file, args.tenant, follow_it=args.follow))
 
 

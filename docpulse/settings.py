@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from docpulse.logs import LOG_FORMATS, LogFormat
+
 MiB = 1024 * 1024
 
 
@@ -76,11 +78,20 @@ class Settings:
     ws_queue_size: int = 256
     # WS_TICKET_TTL: seconds a single-use WebSocket ticket (POST /api/ws-tickets) stays valid
     ws_ticket_ttl: int = 30
+    # LOG_FORMAT: json (one object per line) or text (readable); unset: text under DOCPULSE_DEV,
+    # else json. The worker reads it too.
+    log_format: str = ""
 
     def validate_web(self) -> None:
         for name in ("port", "ws_queue_size", "ws_ticket_ttl"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")
+
+    @property
+    def log_style(self) -> LogFormat:
+        if self.log_format in LOG_FORMATS:
+            return self.log_format
+        return "text" if self.docpulse_dev else "json"
 
     @property
     def allowed_origin_set(self) -> frozenset[str]:
@@ -105,6 +116,8 @@ class Settings:
     def validate(self) -> None:
         if self.redis_ssl_cert_reqs not in ("none", "optional", "required"):
             raise SettingsError("REDIS_SSL_CERT_REQS must be none, optional or required")
+        if self.log_format not in ("", *LOG_FORMATS):
+            raise SettingsError("LOG_FORMAT must be json or text")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise SettingsError("CHUNK_OVERLAP must be at least 0 and less than CHUNK_SIZE")
         for name in (
