@@ -1,4 +1,5 @@
-"""`/livez` (the process answers), `/readyz` (and Redis answers) and `/metrics` (Prometheus)."""
+"""`/livez` (the process answers), `/readyz` (Redis answers and the hub's subscription delivers:
+a probe published now comes back through it) and `/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import logging
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
-from app.appkeys import REDIS
+from app.appkeys import HUB
 from app.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -21,14 +21,11 @@ async def livez(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[REDIS].ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        logger.warning("not ready: Redis did not answer PING (%s)", type(exc).__name__)
-        body = error_body("redis_unavailable", "Redis does not answer; retry later")
-        return web.Response(body=body, status=503, content_type="application/json")
-    return web.json_response({"status": "ready"})
+    if await request.app[HUB].probe(READY_TIMEOUT_S):
+        return web.json_response({"status": "ready"})
+    logger.warning("not ready: a probe did not come back through the Redis subscription")
+    body = error_body("events_unavailable", "Redis or the event subscription is down; retry later")
+    return web.Response(body=body, status=503, content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -1,9 +1,15 @@
 """The hub: one Redis Pub/Sub connection per process, fanned out to the local WebSockets.
 
 A tenant's channel is subscribed when its first local socket joins and unsubscribed when the last
-one leaves. One reader task, owned by the hub, hands each message's bytes as they are to every
-socket of that tenant through `Sink.offer`, which must not block: a sink that cannot take the
-message is dropped from the fan-out (and closes itself as too slow).
+one leaves. One reader task hands each message's bytes, as they came from Redis, to every socket
+of that tenant through `Sink.offer`, which never blocks: a sink without room is dropped from the
+fan-out (and closes itself as too slow).
+
+The hub keeps each channel gap-free: every event carries its tenant's `seq`. When a message skips
+ahead, when the subscription comes back after a reconnect, or when a probe finds it deaf, the hub
+reads what it missed from the tenant's history (`docpulse.history`) and delivers it in order before
+anything newer. If the history no longer reaches back, or its epoch changed, the sockets are told
+to resync. Sockets hear `{"op":"degraded"}` while Redis is away and `{"op":"live"}` once caught up.
 """
 
 from __future__ import annotations
@@ -11,73 +17,89 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.metrics import EVENTS_DROPPED, EVENTS_RELAYED
+from app import metrics
+from app.channel import Channel, stamp_of
+from app.frames import DEGRADED, LIVE
+from docpulse.history import EventLog, Replay
 from docpulse.keys import Keys
 from docpulse.tenants import topic_for
 
 logger = logging.getLogger(__name__)
+RETRY_DELAY_S: Final = 0.5
 
 
 class Sink(Protocol):
-    def offer(self, frame: bytes) -> bool:
-        """Queue `frame` without waiting; False if there is no room (the sink closes itself)."""
-
-
-@dataclass(eq=False)
-class _Channel:
-    sinks: set[Sink] = field(default_factory=set)
-    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    def offer(self, seq: int, frame: bytes) -> bool:
+        """Queue `frame` (seq 0: a control frame) without waiting; False if there is no room."""
 
 
 class Hub:
-    def __init__(self, redis: Redis, keys: Keys, *, join_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        log: EventLog,
+        *,
+        join_timeout_s: float = 5.0,
+        probe_interval_s: float = 10.0,
+        probe_timeout_s: float = 3.0,
+    ) -> None:
+        self._redis = redis
         self._pubsub = redis.pubsub()
         self._keys = keys
+        self.log = log
         self._join_timeout_s = join_timeout_s
-        self._channels: dict[bytes, _Channel] = {}
+        self._probe_interval_s = probe_interval_s
+        self._probe_timeout_s = probe_timeout_s
+        self._channels: dict[bytes, Channel] = {}
         # SUBSCRIBEs sent but not yet confirmed, per channel: a channel left and joined again
         # quickly must not take the old SUBSCRIBE's confirmation for its new one
         self._unconfirmed: dict[bytes, int] = {}
         self._lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in the order they were asked
-        self._active = asyncio.Event()
+        self._probe_channel = keys.channel(f"dp:probe:{secrets.token_hex(8)}").encode()
+        self._probes: dict[bytes, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.degraded = False
 
-    def _channel(self, tenant_id: str) -> bytes:
+    def _name(self, tenant_id: str) -> bytes:
         return self._keys.channel(topic_for(tenant_id)).encode()
 
     def sinks_of(self, tenant_id: str) -> int:
-        state = self._channels.get(self._channel(tenant_id))
-        return 0 if state is None else len(state.sinks)
+        channel = self._channels.get(self._name(tenant_id))
+        return 0 if channel is None else len(channel.sinks)
 
     async def join(self, tenant_id: str, sink: Sink) -> None:
         """Deliver the tenant's events to `sink` from the moment this returns."""
-        name = self._channel(tenant_id)
-        state = self._channels.get(name)
-        first = state is None
-        if state is None:
-            state = self._channels[name] = _Channel()
-        state.sinks.add(sink)  # before any await: `leave` undoes whatever part of this ran
+        name = self._name(tenant_id)
+        channel = self._channels.get(name)
+        first = channel is None
+        if channel is None:
+            channel = self._channels[name] = Channel(tenant_id, self._keys.tenant(tenant_id))
+        channel.sinks.add(sink)  # before any await: `leave` undoes whatever part of this ran
         if first:
-            async with self._lock:
-                self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
-                await self._pubsub.subscribe(name)
-            self._active.set()
+            await self._subscribe(name)
         async with asyncio.timeout(self._join_timeout_s):
-            await state.confirmed.wait()
+            await channel.confirmed.wait()
+
+    async def _subscribe(self, name: bytes) -> None:
+        async with self._lock:
+            self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
+            await self._pubsub.subscribe(name)
 
     async def leave(self, tenant_id: str, sink: Sink) -> None:
-        name = self._channel(tenant_id)
-        state = self._channels.get(name)
-        if state is None:
+        name = self._name(tenant_id)
+        channel = self._channels.get(name)
+        if channel is None:
             return
-        state.sinks.discard(sink)
-        if not state.sinks:
+        channel.sinks.discard(sink)
+        if not channel.sinks:
             del self._channels[name]
             try:
                 async with self._lock:
@@ -85,47 +107,150 @@ class Hub:
             except (RedisError, OSError) as exc:
                 logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
 
+    # reading -----------------------------------------------------------------------------------
+
     def _dispatch(self, message: dict[str, Any]) -> None:
         name = message["channel"]
         if message["type"] == "subscribe":
-            left = max(self._unconfirmed.pop(name, 0) - 1, 0)  # re-subscribes after a reconnect
-            if left:
-                self._unconfirmed[name] = left
-        state = self._channels.get(name)
-        if state is None:
+            self._confirmed(name)
+        elif message["type"] == "message" and name == self._probe_channel:
+            probe = self._probes.pop(message["data"], None)
+            if probe is not None and not probe.done():
+                probe.set_result(None)
+        elif message["type"] == "message" and (channel := self._channels.get(name)):
+            stamp = stamp_of(message["data"])
+            metrics.observe_lag(stamp.ts)
+            if not channel.take(stamp.seq, message["data"]):
+                self._repair(channel)
+
+    def _confirmed(self, name: bytes) -> None:
+        left = max(self._unconfirmed.pop(name, 0) - 1, 0)
+        if left:
+            self._unconfirmed[name] = left
+        channel = self._channels.get(name)
+        if channel is None or name in self._unconfirmed:
             return
-        if message["type"] == "subscribe" and name not in self._unconfirmed:
-            state.confirmed.set()
-        elif message["type"] == "message":
-            for sink in list(state.sinks):
-                if sink.offer(message["data"]):
-                    EVENTS_RELAYED.inc()
-                else:
-                    EVENTS_DROPPED.inc()
-                    state.sinks.discard(sink)
+        if channel.confirmed.is_set():  # subscribed again after a reconnect: fill what was missed
+            channel.begin_repair()
+            self._repair(channel)
+        else:
+            self._start(self._baseline(channel))
+
+    async def _baseline(self, channel: Channel) -> None:
+        """Learn where the channel's seq stands before the first socket gets anything."""
+        try:
+            head = await self.log.after(channel.keys, 2**62)
+        except (RedisError, OSError):
+            head = None
+        channel.start(None if head is None else (head.epoch, head.head))
+
+    def _repair(self, channel: Channel) -> None:
+        channel.repair_wanted = True
+        if not channel.repair_running:
+            self._start(self._repairing(channel))
+
+    async def _repairing(self, channel: Channel) -> None:
+        """Deliver from history what the channel missed, then what was held meanwhile; again
+        while more repairs are asked for (a reconnect during a repair)."""
+        channel.repair_running = True
+        try:
+            while channel.repair_wanted:
+                channel.repair_wanted = False
+                channel.begin_repair()
+                replay = await self._history(channel)
+                metrics.REPAIRS.inc()
+                if not channel.fill(replay):
+                    channel.repair_wanted = True
+        finally:
+            channel.repair_running = False
+        if self.degraded and not any(c.repairing for c in self._channels.values()):
+            self.degraded = False
+            self._broadcast(LIVE)
+
+    async def _history(self, channel: Channel) -> Replay:
+        while True:
+            try:
+                return await self.log.after(channel.keys, channel.last_seq or channel.base or 0)
+            except (RedisError, OSError):
+                await asyncio.sleep(RETRY_DELAY_S)
 
     async def _read(self) -> None:
-        failing = False
         while True:
-            await self._active.wait()
+            try:
+                # under the lock: redis-py opens the connection on the first SUBSCRIBE, and two
+                # first SUBSCRIBEs at once would each open one
+                async with self._lock:
+                    await self._pubsub.subscribe(self._probe_channel)
+                break
+            except (RedisError, OSError) as exc:
+                await self._lost(exc)
+        while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
-                if not failing:
-                    logger.warning("hub lost Redis (%s); reconnecting", type(exc).__name__)
-                failing = True
-                await asyncio.sleep(0.5)  # back off before the next reconnect attempt
+                await self._lost(exc)
                 continue
-            failing = False
             if message is not None:
                 self._dispatch(message)
 
+    async def _lost(self, exc: BaseException) -> None:
+        if not self.degraded:
+            logger.warning("hub lost its Redis subscription (%s); reconnecting", type(exc).__name__)
+            self.degraded = True
+            self._broadcast(DEGRADED)
+        metrics.SUBSCRIPTION_RECONNECTS.inc()
+        await asyncio.sleep(RETRY_DELAY_S)
+
+    def _broadcast(self, frame: bytes) -> None:
+        for channel in self._channels.values():
+            channel.deliver(0, frame)
+
+    # probing -----------------------------------------------------------------------------------
+
+    async def probe(self, timeout_s: float | None = None) -> bool:
+        """True when a message published now comes back through this hub's subscription."""
+        token = secrets.token_bytes(8).hex().encode()
+        arrived = self._probes[token] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout_s or self._probe_timeout_s):
+                await self._redis.publish(self._probe_channel, token)
+                await arrived
+            return True
+        except (TimeoutError, RedisError, OSError):
+            return False
+        finally:
+            self._probes.pop(token, None)
+
+    async def _watch(self) -> None:
+        """Probe now and then; a subscription that is connected but deaf is reconnected."""
+        while True:
+            await asyncio.sleep(self._probe_interval_s)
+            if await self.probe() or self.degraded:
+                continue
+            logger.warning("hub subscription is deaf (probe did not come back); reconnecting")
+            metrics.DEAF_RECONNECTS.inc()
+            # the next read reconnects, and redis-py subscribes every channel again
+            connection: Any = self._pubsub.connection  # redis-py leaves it untyped (None)
+            if connection is not None:
+                await connection.disconnect()
+
+    # lifetime ----------------------------------------------------------------------------------
+
+    def _start(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Hub]:
-        reader = asyncio.create_task(self._read(), name="hub-reader")
+        owned = [
+            asyncio.create_task(self._read(), name="hub-reader"),
+            asyncio.create_task(self._watch(), name="hub-prober"),
+        ]
         try:
             yield self
         finally:
-            reader.cancel()
-            await asyncio.wait([reader])
+            for task in [*owned, *self._tasks]:
+                task.cancel()
+            await asyncio.wait([*owned, *self._tasks])
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -6,12 +6,48 @@ Labels carry route templates (`/api/documents/{id}`), never ids, so their number
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Gauge, Histogram
 
-WS_CONNECTIONS = Gauge("docpulse_ws_connections", "Open WebSocket connections of this process.")
+WS_CONNECTIONS = Gauge(
+    "docpulse_ws_connections", "Open WebSocket connections of this process, by tenant.", ["tenant"]
+)
+WS_REFUSED = Counter(
+    "docpulse_ws_refused_total",
+    "WebSocket connections refused before the upgrade, by reason (auth, origin).",
+    ["reason"],
+)
+EVENTS_REPLAYED = Counter(
+    "docpulse_ws_events_replayed_total",
+    "Job events delivered from history instead of live (resumes, and gaps the hub filled).",
+)
+RESYNCS = Counter(
+    "docpulse_ws_resyncs_total",
+    "Resync frames sent: history did not reach back far enough, or its epoch changed.",
+)
+REPAIRS = Counter(
+    "docpulse_hub_repairs_total", "Times the hub read history to fill a gap in a channel."
+)
+EVENTS_WITHOUT_SEQ = Counter(
+    "docpulse_hub_messages_without_seq_total",
+    "Messages on a job channel that did not come through docpulse's publish path (not relayed).",
+)
+SUBSCRIPTION_RECONNECTS = Counter(
+    "docpulse_hub_subscription_reconnects_total",
+    "Times the hub's Redis subscription failed and was reconnected.",
+)
+DEAF_RECONNECTS = Counter(
+    "docpulse_hub_deaf_reconnects_total",
+    "Times a probe found the hub's subscription connected but deaf, and it was reconnected.",
+)
+RELAY_LAG = Histogram(
+    "docpulse_event_relay_lag_seconds",
+    "From an event's timestamp (when the worker made it) to the hub receiving it.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 EVENTS_RELAYED = Counter(
     "docpulse_ws_events_relayed_total", "Job events queued to a WebSocket by the hub."
 )
@@ -24,6 +60,11 @@ HTTP_SECONDS = Histogram(
     "Time to handle an HTTP request, by method, route template and status.",
     ["method", "route", "status"],
 )
+
+
+def observe_lag(ts: datetime | None) -> None:
+    if ts is not None:
+        RELAY_LAG.observe(max(0.0, (datetime.now(UTC) - ts).total_seconds()))
 
 
 def route_of(request: web.Request) -> str:

@@ -1,9 +1,17 @@
-"""`GET /ws`: a tenant's live job events over a WebSocket.
+"""`GET /ws[?since=SEQ&epoch=EPOCH]`: a tenant's live job events over a WebSocket.
 
 Authenticated before the upgrade (bearer token or single-use ticket, and the Origin check). The
 handler task is the only reader; a writer task per socket drains the socket's bounded queue, which
-the hub fills. Frames from the server: `{"op":"ready"}` once the subscription is live, then each
-job event's JSON as published, and `{"op":"pong"}` for each `{"op":"ping"}`.
+the hub fills without waiting.
+
+Frames from the server: first `{"op":"ready","epoch":E,"head":N}`; then each job event's JSON as
+published (with its `seq`); `{"op":"pong"}` for each `{"op":"ping"}`; `{"op":"degraded"}` while
+the server has lost Redis and `{"op":"live"}` once it caught up; `{"op":"resync","epoch":E,
+"head":N}` when events were lost to this socket: reload the REST snapshot, events after N follow.
+
+Resume: with `since=SEQ` (and the `epoch` the client saw) the server subscribes first, then sends
+the tenant's history after SEQ, then live events, with no gap and no duplicate. When the history no
+longer reaches back to SEQ, or the epoch changed, the first frame after ready is a resync.
 
 Close codes: 1001 server shutdown, 1003 malformed JSON or binary frame, 1008 unknown op,
 1009 frame over 4096 bytes, 1011 subscription failed, 4008 too slow (queue full).
@@ -21,16 +29,16 @@ from redis.exceptions import RedisError
 
 from app import auth
 from app.appkeys import HUB, KEYS, REDIS, SETTINGS, SOCKETS
-from app.metrics import WS_CONNECTIONS
+from app.channel import stamp_of
+from app.connection import Connection, close_within
+from app.errors import json_error
+from app.frames import PONG, Ready, Resync, encode
+from app.metrics import WS_CONNECTIONS, WS_REFUSED
+from docpulse.history import Replay
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES: Final = 4096
-TOO_SLOW: Final = 4008
-READY: Final = b'{"op":"ready"}'
-# a peer that does not read cannot take a close frame either: past this, the transport is aborted
-CLOSE_TIMEOUT_S: Final = 5.0
-PONG: Final = b'{"op":"pong"}'
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -40,62 +48,29 @@ class Op(msgspec.Struct, frozen=True):
 _op_decoder: Final = msgspec.json.Decoder(Op)
 
 
-async def close_within(ws: web.WebSocketResponse, code: int, message: bytes) -> None:
-    """Close `ws` with `code`; abort its transport if the close cannot finish in time."""
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT_S):
-            await ws.close(code=code, message=message)
-    except TimeoutError:
-        logger.info("a WebSocket did not take its close frame (%d) in time; aborted", code)
-
-
-class Connection:
-    """One socket's side of the hub: a bounded queue and the task that writes it out."""
-
-    def __init__(self, ws: web.WebSocketResponse, size: int) -> None:
-        self.ws = ws
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
-
-    def offer(self, frame: bytes) -> bool:
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self._kick()
-            return False
-        return True
-
-    def _kick(self) -> None:
-        if self._closer is None:
-            if self._writer is not None:
-                self._writer.cancel()
-            self._closer = asyncio.create_task(close_within(self.ws, TOO_SLOW, b"too slow"))
-
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write())
-
-    async def _write(self) -> None:
-        try:
-            await self.ws.send_frame(READY, WSMsgType.TEXT)
-            while True:
-                await self.ws.send_frame(await self.queue.get(), WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError):
-            return  # the peer went away; the handler's read loop ends too
-
-    async def stop(self) -> None:
-        tasks = [t for t in (self._writer, self._closer) if t is not None]
-        if self._writer is not None:
-            self._writer.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-
-
 async def _authenticate(request: web.Request) -> str:
-    ticket = request.query.get("ticket")
-    if ticket is not None and "Authorization" not in request.headers:
-        return await auth.redeem_ticket(request.app[REDIS], request.app[KEYS], ticket)
-    return auth.require_tenant(request, request.app[SETTINGS].secret_key)
+    try:
+        auth.check_origin(request, request.app[SETTINGS])
+    except web.HTTPException:
+        WS_REFUSED.labels("origin").inc()
+        raise
+    try:
+        ticket = request.query.get("ticket")
+        if ticket is not None and "Authorization" not in request.headers:
+            return await auth.redeem_ticket(request.app[REDIS], request.app[KEYS], ticket)
+        return auth.require_tenant(request, request.app[SETTINGS].secret_key)
+    except web.HTTPException:
+        WS_REFUSED.labels("auth").inc()
+        raise
+
+
+def _resume_point(request: web.Request) -> tuple[int | None, str]:
+    raw = request.query.get("since")
+    if raw is None:
+        return None, ""
+    if not raw.isdigit() or len(raw) > 18:
+        raise json_error(web.HTTPBadRequest, "bad_since", "since must be a seq: 0 or more")
+    return int(raw), request.query.get("epoch", "")
 
 
 async def _read(ws: web.WebSocketResponse, conn: Connection) -> None:
@@ -113,33 +88,56 @@ async def _read(ws: web.WebSocketResponse, conn: Connection) -> None:
         if op.op != "ping":
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown op")
             return
-        if not conn.offer(PONG):
+        if not conn.offer(0, PONG):
             return
 
 
+async def _opening(
+    request: web.Request, tenant_id: str, since: int | None, epoch: str
+) -> list[bytes]:
+    """The frames a socket starts with: ready, then a resync or the history it missed."""
+    log, keys = request.app[HUB].log, request.app[KEYS].tenant(tenant_id)
+    replay = await log.after(keys, 2**62 if since is None else since)
+    frames = [encode(Ready(replay.epoch, replay.head))]
+    if since is None:
+        return frames
+    if _lost(replay, since, epoch):
+        frames.append(encode(Resync(replay.epoch, replay.head)))
+        return frames
+    return frames + replay.events
+
+
+def _lost(replay: Replay, since: int, epoch: str) -> bool:
+    """Whether a resume from `since` in `epoch` cannot be served from this history."""
+    if epoch and epoch != replay.epoch:
+        return since > 0
+    return not replay.complete
+
+
 async def relay(request: web.Request) -> web.WebSocketResponse:
-    auth.check_origin(request, request.app[SETTINGS])
     tenant_id = await _authenticate(request)
+    since, epoch = _resume_point(request)
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES)
     await ws.prepare(request)
     conn = Connection(ws, request.app[SETTINGS].ws_queue_size)
     hub, sockets = request.app[HUB], request.app[SOCKETS]
     sockets.add(ws)
-    WS_CONNECTIONS.inc()
+    WS_CONNECTIONS.labels(tenant_id).inc()
     try:
         try:
-            await hub.join(tenant_id, conn)
+            await hub.join(tenant_id, conn)  # live events queue up from here on
+            opening = await _opening(request, tenant_id, since, epoch)
         except (TimeoutError, RedisError, OSError) as exc:
             logger.warning("could not subscribe for %s (%s)", tenant_id, type(exc).__name__)
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"try again")
             return ws
-        conn.start()
+        conn.start(opening, after=max([stamp_of(f).seq for f in opening[1:]], default=since))
         await _read(ws, conn)
     finally:
         await hub.leave(tenant_id, conn)
         await conn.stop()
         sockets.discard(ws)
-        WS_CONNECTIONS.dec()
+        WS_CONNECTIONS.labels(tenant_id).dec()
     return ws
 
 

@@ -11,6 +11,7 @@ from arq.connections import ArqRedis
 from app.appkeys import ARQ, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.hub import Hub
 from docpulse.connections import redis_client
+from docpulse.history import EventLog
 from docpulse.queue import deserialize, serialize
 from docpulse.records import Records
 
@@ -33,6 +34,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with Hub(app[REDIS], app[KEYS]).running() as hub:
+    settings = app[SETTINGS]
+    log = EventLog(app[REDIS], max_length=settings.history_length, ttl_s=settings.history_ttl_s)
+    async with Hub(app[REDIS], app[KEYS], log).running() as hub:
         app[HUB] = hub
         yield

@@ -27,7 +27,7 @@ async def test_not_ready_without_redis(aiohttp_client: AiohttpClient, settings: 
     assert (await client.get("/livez")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 503
-    assert (await resp.json())["error"]["code"] == "redis_unavailable"
+    assert (await resp.json())["error"]["code"] == "events_unavailable"
 
 
 async def test_metrics_label_routes_by_template(

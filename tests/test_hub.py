@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from app.hub import Hub
 from docpulse.bus import EventBus
 from docpulse.events import make_event
+from docpulse.history import EventLog
 from docpulse.keys import Keys
 from docpulse.settings import Settings
 from tests.webtools import eventually
@@ -20,7 +21,7 @@ class ListSink:
         self.frames: list[bytes] = []
         self.room = room
 
-    def offer(self, frame: bytes) -> bool:
+    def offer(self, seq: int, frame: bytes) -> bool:
         if len(self.frames) >= self.room:
             return False
         self.frames.append(frame)
@@ -38,7 +39,7 @@ async def test_leaving_and_joining_again_at_once_still_delivers(
     settings: Settings, redis: Redis
 ) -> None:
     keys = Keys(settings.namespace)
-    async with Hub(redis, keys).running() as hub:
+    async with Hub(redis, keys, EventLog(redis, max_length=100, ttl_s=60)).running() as hub:
         first, second = ListSink(), ListSink()
         # a socket goes away while its join is pending, and another one arrives at once (this
         # does not force the confirmation race the hub guards against; it checks the bookkeeping)
@@ -58,7 +59,7 @@ async def test_a_full_sink_is_dropped_and_the_rest_still_served(
 ) -> None:
     keys = Keys(settings.namespace)
     before = REGISTRY.get_sample_value("docpulse_ws_events_dropped_total") or 0.0
-    async with Hub(redis, keys).running() as hub:
+    async with Hub(redis, keys, EventLog(redis, max_length=100, ttl_s=60)).running() as hub:
         full, roomy = ListSink(room=2), ListSink()
         await hub.join("acme", full)
         await hub.join("acme", roomy)

@@ -34,7 +34,7 @@ async def ready(ws: ClientWebSocketResponse) -> None:
     """Wait for the server's {"op":"ready"}: events published from now on reach this socket."""
     msg = await ws.receive(timeout=5)
     assert msg.type is WSMsgType.TEXT, msg
-    assert msg.json() == {"op": "ready"}
+    assert msg.json()["op"] == "ready"
 
 
 async def receive_until(
