@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import mimetypes
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from docpulse.bus import EventBus
 from docpulse.connections import redis_client
-from docpulse.follow import follow
+from docpulse.follow import follow, report
 from docpulse.keys import Keys
 from docpulse.logs import configure_logging
 from docpulse.queue import create_arq_pool, submit_document
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("file", type=Path)
     submit.add_argument("--tenant", required=True, help="tenant id: 1-64 of A-Z a-z 0-9 _ -")
     submit.add_argument("--follow", action="store_true", help="show live progress until it ends")
+    submit.add_argument(
+        "--url", help="the web app (http://host:port): upload over HTTP, follow over /ws"
+    )
+    submit.add_argument(
+        "--token", help="API token for --url (docpulse token TENANT); default: $DOCPULSE_TOKEN"
+    )
     return parser
 
 
@@ -67,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_style)
         return _worker(settings, burst=args.burst, check=args.check)
     configure_logging("text")  # submit: a person reads it, next to the progress bars
-    return asyncio.run(_submit(settings, args.file, args.tenant, follow_it=args.follow))
+    token = args.token or os.environ.get("DOCPULSE_TOKEN")
+    return asyncio.run(_submit(settings, args, token))
 
 
 def _worker(settings: Settings, *, burst: bool, check: bool) -> int:
@@ -99,24 +107,57 @@ def _token(settings: Settings, tenant_id: str, ttl_s: int) -> int:
     return 0
 
 
-async def _submit(settings: Settings, path: Path, tenant_id: str, *, follow_it: bool) -> int:
+async def _submit(settings: Settings, args: argparse.Namespace, token: str | None) -> int:
     console = Console(stderr=True)
+    path: Path = args.file
+    tenant_id: str = args.tenant
     try:
         validate_tenant_id(tenant_id)
+        if args.url and not token:
+            raise ValueError("--url needs --token (or $DOCPULSE_TOKEN): docpulse token TENANT")
         content = await asyncio.to_thread(path.read_bytes)
-    except (InvalidTenant, OSError) as exc:
+    except (ValueError, OSError) as exc:
         console.print(f"docpulse submit: {exc}")
         return 2
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if args.url:
+        from app.client import submit_over_http
+        from app.upload import Upload
+
+        upload = Upload(path.name, content_type, content)
+        return await submit_over_http(
+            args.url, token or "", tenant_id, upload, follow_it=args.follow, console=console
+        )
+    return await _submit_to_redis(
+        settings,
+        tenant_id,
+        path.name,
+        content_type,
+        content,
+        follow_it=args.follow,
+        console=console,
+    )
+
+
+async def _submit_to_redis(
+    settings: Settings,
+    tenant_id: str,
+    filename: str,
+    content_type: str,
+    content: bytes,
+    *,
+    follow_it: bool,
+    console: Console,
+) -> int:
     keys = Keys(settings.namespace)
     redis = redis_client(settings)
     arq = await create_arq_pool(settings)
     records = Records(redis, keys)
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
     async def submit() -> int:
         doc, job = await submit_document(
             records, arq, keys, tenant_id,
-            filename=path.name, content_type=content_type, content=content,
+            filename=filename, content_type=content_type, content=content,
         )  # fmt: skip
         print(f"document {doc.document_id}: parse job {job.job_id} queued", flush=True)
         return doc.document_id
@@ -129,8 +170,4 @@ async def _submit(settings: Settings, path: Path, tenant_id: str, *, follow_it: 
     finally:
         await arq.aclose()
         await redis.aclose()
-    if failure is not None:
-        console.print(f"[red]{failure}[/red]")
-        return 1
-    console.print("[green]done: parsed, chunked and embedded[/green]")
-    return 0
+    return report(console, failure)

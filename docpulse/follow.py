@@ -1,4 +1,8 @@
-"""`docpulse submit --follow`: live progress bars per stage, from the tenant's job events."""
+"""`docpulse submit --follow`: live progress bars per stage, from the tenant's job events.
+
+`DocumentProgress` is the view both ways of following share: events from Redis Pub/Sub (`follow`,
+below) or from the web app's /ws (`app/client.py`); the document record settles what was missed.
+"""
 
 from __future__ import annotations
 
@@ -59,17 +63,22 @@ class DocumentProgress:
         elif event.phase == "failed":
             self._settle(f"{event.type} failed: {event.error}")
 
+    def record(self, state: str, failure: str) -> None:
+        """The document record's `state`: it ends the view when events were missed."""
+        if state == "done":
+            for stage in STAGES:
+                self.show(stage, 100, "done")
+            self._settle(None)
+        elif state == "failed":
+            self._settle(failure)
+
     async def check_records(self, records: Records, tenant_id: str) -> None:
         """Pub/Sub drops what was sent while we were away: the records catch the end up."""
         assert self.document_id is not None
         while not self.outcome.done():
             doc = await records.get_document(tenant_id, self.document_id)
-            if doc is not None and doc.state == "done":
-                for stage in STAGES:
-                    self.show(stage, 100, "done")
-                self._settle(None)
-            elif doc is not None and doc.state == "failed":
-                self._settle(f"failed: {doc.error}")
+            if doc is not None:
+                self.record(doc.state, f"failed: {doc.error}")
             await asyncio.sleep(RECORD_CHECK_INTERVAL_S)
 
     def _settle(self, failure: str | None) -> None:
@@ -102,3 +111,12 @@ async def follow(
             listening.cancel()
             checking.cancel()
     return outcome
+
+
+def report(console: Console, failure: str | None) -> int:
+    """Say how the document ended; the exit status of `docpulse submit --follow`."""
+    if failure is not None:
+        console.print(f"[red]{failure}[/red]")
+        return 1
+    console.print("[green]done: parsed, chunked and embedded[/green]")
+    return 0

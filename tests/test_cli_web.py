@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 
+import aiohttp
 import jwt
 import pytest
+from pytest_aiohttp import AiohttpServer
+from rich.console import Console
 
+from app import relay
+from app.client import submit_over_http
+from app.main import create_app
+from app.upload import Upload
 from docpulse.cli import main
 from docpulse.embedded import free_port
 from docpulse.settings import Settings
-from tests.webtools import SECRET
+from tests.conftest import run_burst
+from tests.test_cli import DATA, env_for, procfile_line
+from tests.webtools import SECRET, bearer, eventually, keyed
 
 
 def test_token_prints_a_token_for_the_tenant(
@@ -81,3 +95,153 @@ def test_web_serves_until_sigterm(settings: Settings) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- docpulse submit --url: the web app and the Procfile worker as real processes -----------
+
+
+async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "docpulse", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(15):
+        out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await process.wait()
+
+
+@pytest.fixture
+async def web_url(settings: Settings) -> AsyncIterator[str]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port),
+        env=_env(settings, SECRET_KEY=SECRET), stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with asyncio.timeout(10), aiohttp.ClientSession() as session:
+            while True:
+                assert process.returncode is None, "the web process exited"
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{url}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+        yield url
+    finally:
+        await _stop(process)
+
+
+@pytest.fixture
+async def procfile_worker(settings: Settings) -> AsyncIterator[None]:
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", f"exec {procfile_line('worker')}", env=env_for(settings),
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        await _stop(process)
+
+
+async def _submit_url(settings: Settings, url: str, name: str, *extra: str) -> tuple[int, str]:
+    env = env_for(settings) | {"SECRET_KEY": SECRET}
+    code, token = await _run(env, "token", "acme")
+    assert code == 0, token
+    args = ["submit", str(DATA / name), "--tenant", "acme", "--url", url, "--token", token.strip()]
+    return await _run(env, *args, *extra)
+
+
+@pytest.mark.e2e
+async def test_submit_url_follow_uploads_over_http_and_shows_all_stages_done(
+    settings: Settings, web_url: str, procfile_worker: None
+) -> None:
+    code, out = await _submit_url(settings, web_url, "report.pdf", "--follow")
+    assert code == 0, out
+    assert re.search(r"document \d+: parse job \d+ queued", out)
+    for stage in ("parse", "chunk", "embed"):
+        assert re.search(rf"{stage}\s.*100%", out), out
+    assert "done: parsed, chunked and embedded" in out
+
+
+@pytest.mark.e2e
+async def test_submit_url_follow_exits_1_with_the_reason_when_parse_fails(
+    settings: Settings, web_url: str, procfile_worker: None
+) -> None:
+    code, out = await _submit_url(settings, web_url, "corrupt.pdf", "--follow")
+    assert code == 1, out
+    assert "parse failed" in out
+    assert "PDF" in out
+
+
+@pytest.mark.e2e
+async def test_submit_url_exits_2_on_bad_input_with_the_server_s_message(
+    settings: Settings, web_url: str
+) -> None:
+    code, out = await _submit_url(settings, web_url, "missing.pdf", "--follow")
+    assert code == 2
+    assert "missing.pdf" in out
+    code, out = await _submit_url(settings, web_url, "image.png")
+    assert code == 2
+    assert "415 cannot read 'image.png'" in out  # the server's JSON error message
+    env = env_for(settings)
+    bad = ["submit", str(DATA / "notes.md"), "--tenant", "acme", "--url", web_url]
+    code, out = await _run(env, *bad, "--token", "not-a-token")
+    assert code == 2
+    assert "401 invalid token" in out
+    code, out = await _run(env, *bad, "--token", "not-a-token", "--follow")
+    assert code == 2
+    assert "GET /ws: 401" in out
+
+
+# --- app.client in-process: what the processes above cannot easily show ------------------------
+
+
+async def test_when_the_socket_drops_the_document_record_decides(
+    aiohttp_server: AiohttpServer, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(keyed(settings))
+    server = await aiohttp_server(app)
+    token = bearer("acme")["Authorization"].removeprefix("Bearer ")
+    upload = Upload("notes.md", "text/markdown", (DATA / "notes.md").read_bytes())
+    shown = io.StringIO()
+    following = asyncio.create_task(
+        submit_over_http(
+            str(server.make_url("/")), token, "acme", upload,
+            follow_it=True, console=Console(file=shown, width=100),
+        )
+    )  # fmt: skip
+    printed: list[str] = []
+
+    def uploaded() -> bool:
+        printed.append(capsys.readouterr().out)
+        return "queued" in "".join(printed)
+
+    await eventually(uploaded)
+    await relay.close_sockets(app)  # 1001: no event reaches the client from now on
+    await run_burst(settings)
+    async with asyncio.timeout(10):
+        assert await following == 0
+    assert re.search(r"embed\s.*100%", shown.getvalue())
+    assert "done: parsed, chunked and embedded" in shown.getvalue()
+
+
+async def test_a_token_of_another_tenant_is_refused_before_any_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = bearer("globex")["Authorization"].removeprefix("Bearer ")
+    upload = Upload("notes.md", "text/markdown", b"# hi")
+    shown = io.StringIO()
+    code = await submit_over_http(
+        "http://127.0.0.1:9", token, "acme", upload, follow_it=True, console=Console(file=shown)
+    )
+    assert code == 2
+    assert "the token is for tenant 'globex', not 'acme'" in shown.getvalue()

@@ -1,0 +1,182 @@
+"""`docpulse submit --url`: a document through the web app, as any API client sends it.
+
+The WebSocket is opened first and its `{"op":"ready"}` awaited, so no event of the new document
+can be missed; then the file is uploaded (multipart, bearer token). Events move the progress
+bars; the document record (`GET /api/documents/{id}`) is read every 2 s, and at once and then
+often when the socket drops, and it has the last word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Final
+
+import aiohttp
+import jwt
+import msgspec
+from aiohttp import ClientWebSocketResponse, WSMsgType
+from rich.console import Console
+
+from app.upload import Upload
+from app.views import DocumentView, Submitted
+from docpulse.events import decode_event
+from docpulse.follow import RECORD_CHECK_INTERVAL_S, DocumentProgress, report
+
+READY_TIMEOUT_S: Final = 10.0
+DROPPED_CHECK_INTERVAL_S: Final = 0.5
+MAX_CHECK_FAILURES: Final = 20  # record checks in a row that may fail before we give up
+
+
+class Refused(Exception):
+    """The server refused what we sent (4xx): bad input, exit 2."""
+
+
+class Failed(Exception):
+    """The server failed or could not be reached: exit 1."""
+
+
+async def _raise_for(resp: aiohttp.ClientResponse, what: str) -> None:
+    if resp.status < 400:
+        return
+    try:
+        message = msgspec.json.decode(await resp.read())["error"]["message"]
+    except (msgspec.DecodeError, KeyError, TypeError):
+        message = resp.reason or "no reason given"
+    raise (Refused if resp.status < 500 else Failed)(f"{what}: {resp.status} {message}")
+
+
+def _check_tenant(token: str, tenant_id: str) -> None:
+    """The server takes the tenant from the token: say so if --tenant names another one."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return  # the server says why
+    if claims.get("sub") not in (None, tenant_id):
+        raise Refused(f"the token is for tenant {claims['sub']!r}, not {tenant_id!r}")
+
+
+async def _upload(session: aiohttp.ClientSession, upload: Upload) -> Submitted:
+    form = aiohttp.FormData()
+    form.add_field(
+        "file", upload.content, filename=upload.filename, content_type=upload.content_type
+    )
+    async with session.post("/api/documents", data=form) as resp:
+        await _raise_for(resp, "POST /api/documents")
+        submitted = msgspec.json.decode(await resp.read(), type=Submitted)
+    print(f"document {submitted.document_id}: parse job {submitted.job_id} queued", flush=True)
+    return submitted
+
+
+async def _connect(session: aiohttp.ClientSession) -> ClientWebSocketResponse:
+    try:
+        ws = await session.ws_connect("/ws", heartbeat=30)
+    except aiohttp.WSServerHandshakeError as exc:
+        hint = " (check --token: docpulse token TENANT)" if exc.status in (401, 403) else ""
+        raise (Refused if exc.status < 500 else Failed)(f"GET /ws: {exc.status}{hint}") from None
+    msg = await ws.receive(timeout=READY_TIMEOUT_S)
+    if msg.type is not WSMsgType.TEXT or msg.data.replace(" ", "") != '{"op":"ready"}':
+        await ws.close()
+        raise Failed(f"GET /ws: the server sent no ready frame ({msg.type.name})")
+    return ws
+
+
+async def _read_events(ws: ClientWebSocketResponse, view: DocumentProgress) -> None:
+    async for msg in ws:
+        if msg.type is not WSMsgType.TEXT:
+            continue
+        try:
+            event = decode_event(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue  # pong, or a frame a newer server sends
+        await view.on_event(event)
+
+
+def _failure(doc: DocumentView) -> str:
+    for stage in doc.stages:
+        if stage.state == "failed":
+            return f"{stage.stage} failed: {stage.error or doc.document.error}"
+    return f"failed: {doc.document.error}"
+
+
+async def _check_record(session: aiohttp.ClientSession, view: DocumentProgress, live: bool) -> None:
+    async with session.get(f"/api/documents/{view.document_id}") as resp:
+        await _raise_for(resp, f"GET /api/documents/{view.document_id}")
+        doc = msgspec.json.decode(await resp.read(), type=DocumentView)
+    if not live:  # no events come any more: the record moves the bars
+        for stage in doc.stages:
+            view.show(stage.stage, stage.progress, stage.state)
+    view.record(doc.document.state, _failure(doc))
+
+
+async def _watch_record(
+    session: aiohttp.ClientSession, view: DocumentProgress, dropped: asyncio.Event
+) -> None:
+    failures = 0
+    while not view.outcome.done():
+        try:
+            await _check_record(session, view, live=not dropped.is_set())
+            failures = 0
+        except (Failed, aiohttp.ClientError, TimeoutError) as exc:
+            failures += 1
+            if failures >= MAX_CHECK_FAILURES:
+                raise Failed(f"the document record cannot be read: {exc}") from None
+        if dropped.is_set():
+            await asyncio.sleep(DROPPED_CHECK_INTERVAL_S)
+            continue
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RECORD_CHECK_INTERVAL_S):
+                await dropped.wait()
+
+
+async def _follow(session: aiohttp.ClientSession, upload: Upload, console: Console) -> str | None:
+    ws = await _connect(session)
+    view = DocumentProgress(console)
+    dropped = asyncio.Event()
+
+    async def read() -> None:
+        await _read_events(ws, view)
+        dropped.set()
+
+    try:
+        with view.progress:
+            async with asyncio.TaskGroup() as tasks:
+                reading = tasks.create_task(read())
+                await view.attach((await _upload(session, upload)).document_id)
+                watching = tasks.create_task(_watch_record(session, view, dropped))
+                outcome = await view.outcome
+                reading.cancel()
+                watching.cancel()
+    except ExceptionGroup as group:
+        raise _first(group) from None
+    finally:
+        await ws.close()
+    return outcome
+
+
+def _first(group: BaseExceptionGroup[Exception]) -> Exception:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def submit_over_http(
+    url: str, token: str, tenant_id: str, upload: Upload, *, follow_it: bool, console: Console
+) -> int:
+    """Upload (and follow) a document through the web app at `url`; the exit status."""
+    try:
+        if not url.startswith(("http://", "https://")):
+            raise Refused(f"--url must start with http:// or https://, not {url!r}")
+        _check_tenant(token, tenant_id)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(url.rstrip("/"), headers=headers) as session:
+            if not follow_it:
+                await _upload(session, upload)
+                return 0
+            failure = await _follow(session, upload, console)
+    except Refused as exc:
+        console.print(f"docpulse submit: {exc}")
+        return 2
+    except (Failed, aiohttp.ClientError, TimeoutError) as exc:
+        console.print(f"[red]docpulse submit: {exc or type(exc).__name__}[/red]")
+        return 1
+    return report(console, failure)
