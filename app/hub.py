@@ -139,7 +139,7 @@ class Hub:
     async def _baseline(self, channel: Channel) -> None:
         """Learn where the channel's seq stands before the first socket gets anything."""
         try:
-            head = await self.log.after(channel.keys, 2**62)
+            head = await self.log.head(channel.keys)
         except (RedisError, OSError):
             head = None
         channel.start(None if head is None else (head.epoch, head.head))

@@ -97,7 +97,7 @@ async def _opening(
 ) -> list[bytes]:
     """The frames a socket starts with: ready, then a resync or the history it missed."""
     log, keys = request.app[HUB].log, request.app[KEYS].tenant(tenant_id)
-    replay = await log.after(keys, 2**62 if since is None else since)
+    replay = await (log.head(keys) if since is None else log.after(keys, since))
     frames = [encode(Ready(replay.epoch, replay.head))]
     if since is None:
         return frames

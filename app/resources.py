@@ -36,6 +36,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     log = EventLog(app[REDIS], max_length=settings.history_length, ttl_s=settings.history_ttl_s)
-    async with Hub(app[REDIS], app[KEYS], log).running() as hub:
+    hub = Hub(
+        app[REDIS],
+        app[KEYS],
+        log,
+        probe_interval_s=settings.hub_probe_interval,
+        probe_timeout_s=settings.hub_probe_timeout,
+    )
+    async with hub.running():
         app[HUB] = hub
         yield

@@ -21,7 +21,7 @@ from docpulse.keys import TenantKeys
 # ttl seconds (0: none), an epoch to use if the log starts anew.
 _PUBLISH: Final = """
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-if seq == 1 then redis.call('HSET', KEYS[1], 'epoch', ARGV[5]) end
+if seq == 1 then redis.call('HSETNX', KEYS[1], 'epoch', ARGV[5]) end
 local msg = string.sub(ARGV[2], 1, -2) .. ',"seq":' .. seq .. '}'
 local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', msg)
 if type(added) == 'table' and added.err then
@@ -36,6 +36,17 @@ if tonumber(ARGV[4]) > 0 then
 end
 redis.call('PUBLISH', ARGV[1], msg)
 return seq
+"""
+
+# KEYS: sequence hash, history stream. ARGV: first entry id to read, max entries, ttl seconds, an
+# epoch to use if the log has none yet (a reader that comes first gets the epoch it resumes in).
+_AFTER: Final = """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[4]) == 1 and tonumber(ARGV[3]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+local entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+return {meta[1] or '0', meta[2], entries}
 """
 
 
@@ -54,6 +65,7 @@ class EventLog:
         self._max_length = max_length
         self._ttl_s = ttl_s
         self._publish = redis.register_script(_PUBLISH)
+        self._after = redis.register_script(_AFTER)
 
     async def append(self, keys: TenantKeys, event_json: bytes) -> int:
         """Stamp, keep and publish one event; returns its seq."""
@@ -70,12 +82,16 @@ class EventLog:
 
     async def after(self, keys: TenantKeys, seq: int, *, limit: int = 10_000) -> Replay:
         """The events after `seq`, oldest first, read atomically with the head and epoch."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(keys.sequence, ["seq", "epoch"])
-            pipe.xrange(keys.history, min=f"{seq + 1}-0", max="+", count=limit)
-            (head_raw, epoch_raw), entries = await pipe.execute()
-        head = int(head_raw or 0)
-        events = [fields[b"e"] for _, fields in entries]
+        args: list[str | int] = [f"{seq + 1}-0", limit, self._ttl_s, secrets.token_hex(8)]
+        head_raw, epoch, entries = await self._after(keys=[keys.sequence, keys.history], args=args)
+        head = int(head_raw)
+        events = [fields[1] for _, fields in entries]
         first = int(entries[0][0].split(b"-")[0]) if entries else head + 1
         complete = seq >= head or (first == seq + 1 and len(events) == head - seq)
-        return Replay((epoch_raw or b"").decode(), head, events, complete)
+        return Replay(epoch.decode(), head, events, complete)
+
+    async def head(self, keys: TenantKeys) -> Replay:
+        """Where the log stands (epoch and head), without events."""
+        args: list[str | int] = ["+", 0, self._ttl_s, secrets.token_hex(8)]
+        head_raw, epoch, _ = await self._after(keys=[keys.sequence, keys.history], args=args)
+        return Replay(epoch.decode(), int(head_raw), [], True)

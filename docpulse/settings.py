@@ -78,6 +78,11 @@ class Settings:
     ws_queue_size: int = 256
     # WS_TICKET_TTL: seconds a single-use WebSocket ticket (POST /api/ws-tickets) stays valid
     ws_ticket_ttl: int = 30
+    # HUB_PROBE_INTERVAL / HUB_PROBE_TIMEOUT: how often the web process checks that its Redis
+    # subscription still delivers (a probe through it), and how long a probe may take; a deaf
+    # subscription is reconnected and what it missed is read from history
+    hub_probe_interval: float = 10.0
+    hub_probe_timeout: float = 3.0
     # LOG_FORMAT: json (one object per line) or text (readable); unset: text under DOCPULSE_DEV,
     # else json. The worker reads it too.
     log_format: str = ""

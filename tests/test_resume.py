@@ -1,0 +1,186 @@
+"""No event is lost: resume by seq, resync beyond history, and a hub whose Redis link breaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+
+from app.main import create_app
+from docpulse.bus import EventBus
+from docpulse.connections import redis_client
+from docpulse.embedded import EmbeddedRedis
+from docpulse.events import make_event
+from docpulse.keys import Keys
+from docpulse.settings import Settings
+from tests.proxy import Proxy
+from tests.webtools import bearer, keyed, receive_until
+
+ACME = bearer("acme")
+
+
+async def publish(bus: EventBus, first: int, count: int, note: str | None = None) -> None:
+    for job_id in range(first, first + count):
+        event = make_event(
+            "embed", "progress", tenant_id="acme", document_id=1, job_id=job_id, progress=50,
+            note=note,
+        )  # fmt: skip
+        await bus.publish_event("acme.jobs", event)
+
+
+async def opened(
+    client: TestClient, path: str = "/ws"
+) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+    ws = await client.ws_connect(path, headers=ACME)
+    first = await ws.receive_json(timeout=5)
+    assert first["op"] == "ready"
+    return ws, first
+
+
+def seqs(frames: list[dict[str, Any]]) -> list[int]:
+    return [f["seq"] for f in frames if "seq" in f]
+
+
+def upto(last: int) -> Any:
+    return lambda got: bool(seqs(got)) and seqs(got)[-1] >= last
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
+    return await aiohttp_client(create_app(keyed(settings, history_length=50)))
+
+
+@pytest.fixture
+def bus(settings: Settings, redis: Redis) -> EventBus:
+    return EventBus(redis, Keys(settings.namespace), history_length=50)
+
+
+async def test_a_resumed_socket_gets_what_it_missed_then_live_with_no_gap_or_duplicate(
+    client: TestClient, bus: EventBus
+) -> None:
+    ws, ready = await opened(client)
+    await publish(bus, 1, 3)
+    assert seqs(await receive_until(ws, upto(3))) == [1, 2, 3]
+    await ws.close()
+    await publish(bus, 4, 3)  # while the client is away
+    ws, again = await opened(client, f"/ws?since=3&epoch={ready['epoch']}")
+    assert (again["epoch"], again["head"]) == (ready["epoch"], 6)
+    publishing = asyncio.create_task(publish(bus, 7, 20))  # live events race the replay
+    frames = await receive_until(ws, upto(26))
+    await publishing
+    assert seqs(frames) == list(range(4, 27))
+
+
+async def test_a_resume_from_beyond_the_history_gets_a_resync_not_a_partial_replay(
+    client: TestClient, bus: EventBus
+) -> None:
+    _, ready = await opened(client)
+    await publish(bus, 1, 400)  # the history keeps about 50 (trimmed in blocks of 100)
+    ws, _ = await opened(client, f"/ws?since=1&epoch={ready['epoch']}")
+    assert await ws.receive_json(timeout=5) == {
+        "op": "resync", "epoch": ready["epoch"], "head": 400,
+    }  # fmt: skip
+    await publish(bus, 401, 1)
+    assert seqs(await receive_until(ws, upto(401))) == [401]
+
+
+async def test_a_resume_into_another_epoch_gets_a_resync(client: TestClient, bus: EventBus) -> None:
+    await publish(bus, 1, 2)
+    ws, ready = await opened(client, "/ws?since=1&epoch=an-old-one")
+    assert await ws.receive_json(timeout=5) == {"op": "resync", "epoch": ready["epoch"], "head": 2}
+
+
+async def test_since_must_be_a_seq(client: TestClient) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws?since=-1", headers=ACME)
+    assert refused.value.status == 400
+
+
+# The tests below break Redis on purpose, so each starts its own server.
+
+
+@pytest.fixture
+def own_server() -> Iterator[EmbeddedRedis]:
+    limit = ["--client-output-buffer-limit", "pubsub 64kb 32kb 1"]
+    with EmbeddedRedis(extra_args=limit) as server:
+        yield server
+
+
+@pytest.fixture
+async def proxy(own_server: EmbeddedRedis) -> AsyncIterator[Proxy]:
+    async with Proxy(own_server.port).running() as running:
+        yield running
+
+
+async def direct_bus(server: EmbeddedRedis) -> tuple[Redis, EventBus]:
+    redis = redis_client(Settings(redis_url=server.url))
+    return redis, EventBus(redis, Keys("x:"), history_length=100_000)
+
+
+def app_settings(url: str, **changes: Any) -> Settings:
+    return keyed(
+        Settings(redis_url=url, namespace="x:", history_length=100_000, ws_queue_size=100_000),
+        **changes,
+    )
+
+
+@pytest.mark.e2e
+async def test_killing_the_hubs_subscription_mid_stream_loses_nothing(
+    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis
+) -> None:
+    client = await aiohttp_client(create_app(app_settings(own_server.url)))
+    sockets = [(await opened(client))[0] for _ in range(2)]
+    redis, bus = await direct_bus(own_server)
+    try:
+        await publish(bus, 1, 100)
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await publish(bus, 101, 100)
+        for ws in sockets:
+            assert seqs(await receive_until(ws, upto(200))) == list(range(1, 201))
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.e2e
+async def test_a_deaf_subscription_is_found_reconnected_and_caught_up(
+    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis, proxy: Proxy
+) -> None:
+    settings = app_settings(proxy.url, hub_probe_interval=0.3, hub_probe_timeout=0.5)
+    client = await aiohttp_client(create_app(settings))
+    ws, _ = await opened(client)
+    redis, bus = await direct_bus(own_server)
+    try:
+        await publish(bus, 1, 5)
+        assert seqs(await receive_until(ws, upto(5))) == [1, 2, 3, 4, 5]
+        proxy.freeze()  # connected, but nothing gets through any more
+        await publish(bus, 6, 5)
+        frames = await receive_until(ws, upto(10))
+    finally:
+        await redis.aclose()
+    assert seqs(frames) == [6, 7, 8, 9, 10]
+
+
+@pytest.mark.e2e
+async def test_a_subscriber_evicted_for_its_output_buffer_catches_up(
+    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis, proxy: Proxy
+) -> None:
+    client = await aiohttp_client(create_app(app_settings(proxy.url, hub_probe_interval=60.0)))
+    ws, _ = await opened(client)
+    redis, bus = await direct_bus(own_server)
+    try:
+        evictions = int((await redis.info("stats"))["client_output_buffer_limit_disconnections"])
+        proxy.freeze()  # the hub stops reading; Redis buffers for it up to the limit
+        await publish(bus, 1, 600, note="n" * 10_000)  # more than the kernel buffers hold
+        stats = await redis.info("stats")
+        assert int(stats["client_output_buffer_limit_disconnections"]) > evictions
+        proxy.thaw()  # the hub finds its connection closed, reconnects and reads history
+        frames = await receive_until(ws, upto(600))
+    finally:
+        await redis.aclose()
+    assert seqs(frames) == list(range(1, 601))
