@@ -1,9 +1,10 @@
 """`docpulse submit --url`: a document through the web app, as any API client sends it.
 
-The WebSocket is opened first and its `{"op":"ready"}` awaited, so no event of the new document
-can be missed; then the file is uploaded (multipart, bearer token). Events move the progress
-bars; the document record (`GET /api/documents/{id}`) is read every 2 s, and at once and then
-often when the socket drops, and it has the last word.
+The WebSocket is opened first and its `{"op":"ready",...}` awaited, so no event of the new
+document can be missed; then the file is uploaded (multipart, bearer token). Events move the
+progress bars; the document record (`GET /api/documents/{id}`) is read every 2 s, at once when
+the server says events were lost (`{"op":"resync",...}`), every 0.5 s once the socket dropped,
+and it has the last word.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from docpulse.follow import RECORD_CHECK_INTERVAL_S, DocumentProgress, report
 READY_TIMEOUT_S: Final = 10.0
 DROPPED_CHECK_INTERVAL_S: Final = 0.5
 MAX_CHECK_FAILURES: Final = 20  # record checks in a row that may fail before we give up
+
+
+class Control(msgspec.Struct, frozen=True):
+    """A frame of the server's own (`ready`, `pong`, `resync`, ...); other fields are ignored."""
+
+    op: str
+
+
+_control: Final = msgspec.json.Decoder(Control)
 
 
 class Refused(Exception):
@@ -75,21 +85,30 @@ async def _connect(session: aiohttp.ClientSession) -> ClientWebSocketResponse:
         hint = " (check --token: docpulse token TENANT)" if exc.status in (401, 403) else ""
         raise (Refused if exc.status < 500 else Failed)(f"GET /ws: {exc.status}{hint}") from None
     msg = await ws.receive(timeout=READY_TIMEOUT_S)
-    if msg.type is not WSMsgType.TEXT or msg.data.replace(" ", "") != '{"op":"ready"}':
+    if msg.type is not WSMsgType.TEXT or _op(msg.data) != "ready":
         await ws.close()
         raise Failed(f"GET /ws: the server sent no ready frame ({msg.type.name})")
     return ws
 
 
-async def _read_events(ws: ClientWebSocketResponse, view: DocumentProgress) -> None:
+def _op(data: str) -> str | None:
+    try:
+        return _control.decode(data).op
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+async def _read_events(
+    ws: ClientWebSocketResponse, view: DocumentProgress, stale: asyncio.Event
+) -> None:
     async for msg in ws:
         if msg.type is not WSMsgType.TEXT:
             continue
         try:
-            event = decode_event(msg.data)
+            await view.on_event(decode_event(msg.data))
         except (msgspec.ValidationError, msgspec.DecodeError):
-            continue  # pong, or a frame a newer server sends
-        await view.on_event(event)
+            if _op(msg.data) == "resync":  # events were lost to us: the record knows
+                stale.set()
 
 
 def _failure(doc: DocumentView) -> str:
@@ -110,12 +129,18 @@ async def _check_record(session: aiohttp.ClientSession, view: DocumentProgress, 
 
 
 async def _watch_record(
-    session: aiohttp.ClientSession, view: DocumentProgress, dropped: asyncio.Event
+    session: aiohttp.ClientSession,
+    view: DocumentProgress,
+    stale: asyncio.Event,
+    dropped: asyncio.Event,
 ) -> None:
+    """Read the record every 2 s; at once when `stale` is set; every 0.5 s once `dropped`."""
     failures = 0
     while not view.outcome.done():
+        live = not (stale.is_set() or dropped.is_set())
+        stale.clear()
         try:
-            await _check_record(session, view, live=not dropped.is_set())
+            await _check_record(session, view, live=live)
             failures = 0
         except (Failed, aiohttp.ClientError, TimeoutError) as exc:
             failures += 1
@@ -126,24 +151,25 @@ async def _watch_record(
             continue
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(RECORD_CHECK_INTERVAL_S):
-                await dropped.wait()
+                await stale.wait()
 
 
 async def _follow(session: aiohttp.ClientSession, upload: Upload, console: Console) -> str | None:
     ws = await _connect(session)
     view = DocumentProgress(console)
-    dropped = asyncio.Event()
+    stale, dropped = asyncio.Event(), asyncio.Event()
 
     async def read() -> None:
-        await _read_events(ws, view)
+        await _read_events(ws, view, stale)
         dropped.set()
+        stale.set()
 
     try:
         with view.progress:
             async with asyncio.TaskGroup() as tasks:
                 reading = tasks.create_task(read())
                 await view.attach((await _upload(session, upload)).document_id)
-                watching = tasks.create_task(_watch_record(session, view, dropped))
+                watching = tasks.create_task(_watch_record(session, view, stale, dropped))
                 outcome = await view.outcome
                 reading.cancel()
                 watching.cancel()

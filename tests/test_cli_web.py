@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import jwt
 import pytest
+from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 from rich.console import Console
 
@@ -26,6 +27,7 @@ from app.main import create_app
 from app.upload import Upload
 from docpulse.cli import main
 from docpulse.embedded import free_port
+from docpulse.follow import RECORD_CHECK_INTERVAL_S
 from docpulse.settings import Settings
 from tests.conftest import run_burst
 from tests.test_cli import DATA, env_for, procfile_line
@@ -245,3 +247,62 @@ async def test_a_token_of_another_tenant_is_refused_before_any_request(
     )
     assert code == 2
     assert "the token is for tenant 'globex', not 'acme'" in shown.getvalue()
+
+
+class FakeApi:
+    """A hand-written server: ready; the record says running on its first read and done on every
+    later one; a resync follows the first read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.read_once = asyncio.Event()
+        self.app = web.Application()
+        self.app.router.add_get("/ws", self.ws)
+        self.app.router.add_post("/api/documents", self.upload)
+        self.app.router.add_get("/api/documents/1", self.document)
+
+    async def ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('{"op":"ready","epoch":"e1","head":0}')
+        await self.read_once.wait()
+        await ws.send_str('{"op":"resync","epoch":"e2","head":9}')
+        async for _ in ws:
+            pass
+        return ws
+
+    async def upload(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"document_id": 1, "job_id": 1}, status=202)
+
+    async def document(self, request: web.Request) -> web.Response:
+        self.reads += 1
+        state = "running" if self.reads == 1 else "done"
+        doc = {
+            "document_id": 1,
+            "tenant_id": "acme",
+            "filename": "notes.md",
+            "size": 4,
+            "content_type": "text/markdown",
+            "created_at": "2026-01-01T00:00:00Z",
+            "state": state,
+        }
+        self.read_once.set()
+        stages = [{"stage": s, "state": state, "progress": 50} for s in ("parse", "chunk", "embed")]
+        return web.json_response({"document": doc, "stages": stages})
+
+
+async def test_a_resync_frame_reads_the_record_at_once(aiohttp_server: AiohttpServer) -> None:
+    fake = FakeApi()
+    server = await aiohttp_server(fake.app)
+    token = bearer("acme")["Authorization"].removeprefix("Bearer ")
+    upload = Upload("notes.md", "text/markdown", b"# hi")
+    shown = io.StringIO()
+    # without the resync the second read would come RECORD_CHECK_INTERVAL_S (2 s) later
+    async with asyncio.timeout(RECORD_CHECK_INTERVAL_S - 0.5):
+        code = await submit_over_http(
+            str(server.make_url("/")), token, "acme", upload,
+            follow_it=True, console=Console(file=shown, width=100),
+        )  # fmt: skip
+    assert code == 0, shown.getvalue()
+    assert fake.reads == 2
