@@ -15,7 +15,7 @@ from docpulse.embedded import EmbeddedRedis
 from docpulse.events import make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.webtools import bearer, keyed, ready, receive_until
+from tests.webtools import bearer, keyed, receive_until
 
 
 @pytest.fixture
@@ -32,22 +32,25 @@ async def test_events_flow_again_after_redis_restarts(
     settings = keyed(Settings(redis_url=server.url, namespace="outage:"))
     client = await aiohttp_client(create_app(settings))
     ws = await client.ws_connect("/ws", headers=bearer("acme"))
-    await ready(ws)
+    first_epoch = (await ws.receive_json(timeout=5))["epoch"]
     server.kill()
     assert (await client.get("/readyz")).status == 503
-    server.start()
-    redis = redis_client(settings)
-    bus = EventBus(redis, Keys(settings.namespace))
-    try:
-        # published at once: before the hub has subscribed again, yet it must not be lost
-        event = make_event("embed", "done", tenant_id="acme", document_id=1, job_id=7, progress=100)
-        await bus.publish_event("acme.jobs", event)
-        frames = await receive_until(ws, lambda got: any("event" in f for f in got), timeout=10)
-    finally:
-        await redis.aclose()
-    assert frames[0] == {"op": "degraded"}
-    events = [f for f in frames if "event" in f]
-    assert [(e["event"], e["job_id"], e["seq"]) for e in events] == [("embed_done", 7, 1)]
+    server.start()  # without persistence: the events, their seq and history are gone
     async with asyncio.timeout(10):  # ready again once the hub's subscription delivers
         while (await client.get("/readyz")).status != 200:
             pass
+    redis = redis_client(settings)
+    bus = EventBus(redis, Keys(settings.namespace))
+    try:
+        frames = await receive_until(ws, lambda got: any(f.get("op") == "resync" for f in got))
+        event = make_event("embed", "done", tenant_id="acme", document_id=1, job_id=7, progress=100)
+        await bus.publish_event("acme.jobs", event)
+        frames += await receive_until(ws, lambda got: any("event" in f for f in got))
+    finally:
+        await redis.aclose()
+    # the socket is told its history is gone (a new epoch), then gets what comes next
+    assert frames[0] == {"op": "degraded"}
+    resync = next(f for f in frames if f.get("op") == "resync")
+    assert resync["epoch"] != first_epoch
+    events = [f for f in frames if "event" in f]
+    assert [(e["event"], e["job_id"]) for e in events] == [("embed_done", 7)]
