@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 StageWork = Callable[[StageRun], Awaitable[dict[str, Any]]]
 NEXT_STAGE: Final[dict[Stage, Stage]] = {"parse": "chunk", "chunk": "embed"}
-OUTAGE_RETRY_DELAY_S: Final = 2
+OUTAGE_RETRY_DELAY_S: Final = 1
 
 
 async def run_stage(
@@ -34,7 +34,25 @@ async def run_stage(
     job_id: int,
     work: StageWork,
 ) -> str:
-    """Run `work` as one attempt of a stage job and return the job's state after it."""
+    """Run `work` as one attempt of a stage job and return the job's state after it.
+
+    Whenever Redis fails outside the stage's own work (reading the record, recording the end,
+    enqueueing the next stage) the job is handed back to arq to run again.
+    """
+    try:
+        return await _run(ctx, stage, tenant_id, document_id, job_id, work)
+    except (RedisError, OSError) as exc:
+        raise Retry(defer=OUTAGE_RETRY_DELAY_S) from exc
+
+
+async def _run(
+    ctx: dict[str, Any],
+    stage: Stage,
+    tenant_id: str,
+    document_id: int,
+    job_id: int,
+    work: StageWork,
+) -> str:
     deps = deps_of(ctx)
     job = await deps.records.get_job(tenant_id, job_id)
     if job is None or job.document_id != document_id or job.stage != stage:
@@ -49,10 +67,7 @@ async def run_stage(
     if run.attempt > deps.settings.max_attempts:
         await run.fail(f"gave up after {deps.settings.max_attempts} interrupted attempts")
         return "failed"
-    try:
-        state = await _attempt(run, job, work, aborting=lambda: _aborting(ctx))
-    except (RedisError, OSError) as exc:  # Redis failed while recording how the attempt ended
-        raise Retry(defer=OUTAGE_RETRY_DELAY_S) from exc
+    state = await _attempt(run, job, work, aborting=lambda: _aborting(ctx))
     if state == "done":
         await _enqueue_next(deps, job)
     return state
@@ -106,13 +121,10 @@ def _resume_note(run: StageRun, job: JobRecord) -> str | None:
 
 
 async def _enqueue_next(deps: Deps, job: JobRecord) -> None:
+    """Enqueue the next stage (a retry of a done stage only does this)."""
     stage = NEXT_STAGE.get(job.stage)
-    try:
-        if stage is None:
-            await deps.records.expire_document(job.tenant_id, job.document_id)
-            return
-        next_job = await deps.records.next_job(job.tenant_id, job.document_id, stage)
-        await enqueue_stage(deps.arq, deps.keys, next_job)
-    except (RedisError, OSError) as exc:
-        # the stage is done; the retry only enqueues what comes next
-        raise Retry(defer=OUTAGE_RETRY_DELAY_S) from exc
+    if stage is None:
+        await deps.records.expire_document(job.tenant_id, job.document_id)
+        return
+    next_job = await deps.records.next_job(job.tenant_id, job.document_id, stage)
+    await enqueue_stage(deps.arq, deps.keys, next_job)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from arq import func
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, async_check_health
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from docpulse.bus import EventBus
 from docpulse.connections import arq_redis_settings, redis_client
@@ -24,6 +27,49 @@ logger = logging.getLogger(__name__)
 # seconds past JOB_TIMEOUT before arq itself gives up on a job: our own timeout ends it first,
 # with a readable failure event
 ARQ_TIMEOUT_GRACE_S = 30
+POLL_RETRY_DELAY_S = 0.5
+
+
+class DocpulseWorker(Worker):
+    """arq's worker, except that a Redis failure while it polls the queue is waited out.
+
+    arq's own poll loop dies on a connection error raised while it WATCHes a job it is starting
+    (redis-py turns it into a WatchError), which would end the worker process on every outage.
+    """
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except (RedisError, OSError):
+            # arq had taken a slot for the job it was starting: give it back
+            self.job_counter -= 1
+            self.sem.release()
+            raise
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        except (RedisError, OSError) as exc:
+            # arq's own bookkeeping around the job failed; without this its in-progress mark
+            # would hide the job from every worker until the mark expires (minutes)
+            logger.warning("job %s lost Redis in arq (%s); it will run again", job_id, exc)
+            await self._release(job_id)
+
+    async def _release(self, job_id: str) -> None:
+        """Drop the job's in-progress mark once Redis is back (arq's pipelines do not wait)."""
+        while True:
+            try:
+                await self.pool.delete(in_progress_key_prefix + job_id)
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(POLL_RETRY_DELAY_S)
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            logger.warning("worker lost Redis while polling (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(POLL_RETRY_DELAY_S)
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -58,7 +104,7 @@ def create_worker(settings: Settings, *, embedder: Embedder | None = None, **kw:
     """A worker for `settings`; `embedder` replaces the one EMBEDDER names (tests use it)."""
     options = worker_settings(settings)
     options["ctx"] = {**options["ctx"], "embedder": embedder}
-    worker = Worker(**{**options, **kw})
+    worker = DocpulseWorker(**{**options, **kw})
     # jobs tell an abort from a shutdown by the worker's own list of jobs it is aborting
     worker.ctx["worker"] = worker
     return worker
