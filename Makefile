@@ -31,5 +31,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## make bench: benchmarks on an embedded server; one table, raw JSON in bench/results/ (< 15 min)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## make bench-quick: the same, everything smaller (< 2 min)
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
