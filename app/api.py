@@ -6,15 +6,17 @@ tenant's id is as absent as an id that does not exist: 404 either way.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from app import auth
-from app.appkeys import ARQ, KEYS, RECORDS, REDIS, SETTINGS
+from app.appkeys import ARQ, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.errors import json_error
 from app.upload import read_upload
 from app.views import (
     ChunkPage,
     DocumentPage,
+    EventPage,
     JobPage,
     Submitted,
     Ticket,
@@ -125,6 +127,19 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(JobPage(jobs, max((j.updated_ms for j in jobs), default=since)))
 
 
+async def list_events(request: web.Request) -> web.Response:
+    """The polling twin of `/ws?since=`: events after `since` from the tenant's history."""
+    tenant_id = _tenant(request)
+    since = _int_param(request, "since", 0, 0, 2**53)
+    limit = _int_param(request, "limit", 1000, 1, 10_000)
+    epoch = request.query.get("epoch", "")
+    keys = request.app[KEYS].tenant(tenant_id)
+    replay = await request.app[HUB].log.after(keys, since, limit=limit)
+    resync = (bool(epoch) and epoch != replay.epoch and since > 0) or not replay.reaches_back
+    events = [] if resync else [msgspec.Raw(e) for e in replay.events]
+    return json_response(EventPage(replay.epoch, replay.head, resync, events))
+
+
 async def create_ws_ticket(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
     ttl = request.app[SETTINGS].ws_ticket_ttl
@@ -141,5 +156,6 @@ routes = [
     web.get(f"/api/documents/{ID}/chunks", get_chunks),
     web.get(r"/api/jobs/{job_id:\d{1,18}}", get_job),
     web.get("/api/jobs", list_jobs),
+    web.get("/api/events", list_events),
     web.post("/api/ws-tickets", create_ws_ticket),
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any, Final, Protocol
@@ -33,6 +34,10 @@ from docpulse.tenants import topic_for
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY_S: Final = 0.5
+# reconnecting: full jitter over a delay doubling from 0.1 s to 5 s, so that many web processes
+# losing the same Redis do not all come back in the same instant
+BACKOFF_BASE_S: Final = 0.1
+BACKOFF_CAP_S: Final = 5.0
 
 
 class Sink(Protocol):
@@ -66,6 +71,7 @@ class Hub:
         self._probe_channel = keys.channel(f"dp:probe:{secrets.token_hex(8)}").encode()
         self._probes: dict[bytes, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._failures = 0
         self.degraded = False
 
     def _name(self, tenant_id: str) -> bytes:
@@ -190,6 +196,7 @@ class Hub:
             except (RedisError, OSError) as exc:
                 await self._lost(exc)
                 continue
+            self._failures = 0
             if message is not None:
                 self._dispatch(message)
 
@@ -199,7 +206,9 @@ class Hub:
             self.degraded = True
             self._broadcast(DEGRADED)
         metrics.SUBSCRIPTION_RECONNECTS.inc()
-        await asyncio.sleep(RETRY_DELAY_S)
+        self._failures += 1
+        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self._failures, 16))
+        await asyncio.sleep(random.uniform(0, delay))
 
     def _broadcast(self, frame: bytes) -> None:
         for channel in self._channels.values():

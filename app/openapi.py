@@ -38,6 +38,13 @@ def _upload() -> Op:
     return op
 
 
+def _events() -> Op:
+    summary = "Events after ?since= (seq) from history; resync=true if it no longer reaches back"
+    op = _op(summary, "200", params=("since", "limit"))
+    op["parameters"].append({"name": "epoch", "in": "query", "schema": {"type": "string"}})
+    return op
+
+
 PATHS: Final[dict[str, dict[str, Op]]] = {
     "/api/documents": {
         "post": _upload(),
@@ -53,6 +60,7 @@ PATHS: Final[dict[str, dict[str, Op]]] = {
         ),
     },
     "/api/jobs": {"get": _op("Jobs updated after ?since= (ms)", "200", params=("since", "limit"))},
+    "/api/events": {"get": _events()},
     "/api/jobs/{job_id}": {"get": _op("A job record", "200", params=("job_id",))},
     "/api/ws-tickets": {"post": _op("A single-use ticket for /ws?ticket=", "201")},
     "/ws": {"get": _op("Live job events (WebSocket; bearer token or ?ticket=)", "101")},

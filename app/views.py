@@ -105,3 +105,12 @@ def chunk_views(
         ChunkView(offset + i, c.start, c.end, c.text, rows[i] if i < len(rows) else None)
         for i, c in enumerate(chunks)
     ]
+
+
+class EventPage(msgspec.Struct, frozen=True):
+    """`GET /api/events`: the tenant's events after `since`, as published (JSON with `seq`)."""
+
+    epoch: str
+    head: int
+    resync: bool  # history no longer reaches back to `since`, or the epoch changed
+    events: list[msgspec.Raw]

@@ -57,6 +57,7 @@ class Replay(msgspec.Struct, frozen=True):
     head: int  # the last seq published
     events: list[bytes]
     complete: bool  # True when `events` are every event after the asked-for seq, up to `head`
+    reaches_back: bool = True  # True when `events` start right after the asked-for seq
 
 
 class EventLog:
@@ -87,8 +88,9 @@ class EventLog:
         head = int(head_raw)
         events = [fields[1] for _, fields in entries]
         first = int(entries[0][0].split(b"-")[0]) if entries else head + 1
-        complete = seq >= head or (first == seq + 1 and len(events) == head - seq)
-        return Replay(epoch.decode(), head, events, complete)
+        reaches_back = seq >= head or first == seq + 1
+        complete = seq >= head or (reaches_back and len(events) == head - seq)
+        return Replay(epoch.decode(), head, events, complete, reaches_back)
 
     async def head(self, keys: TenantKeys) -> Replay:
         """Where the log stands (epoch and head), without events."""

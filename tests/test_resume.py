@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -184,3 +185,76 @@ async def test_a_subscriber_evicted_for_its_output_buffer_catches_up(
     finally:
         await redis.aclose()
     assert seqs(frames) == list(range(1, 601))
+
+
+async def test_the_polling_twin_serves_the_same_history(
+    client: TestClient, bus: EventBus, redis: Redis, settings: Settings
+) -> None:
+    await publish(bus, 1, 5)
+    other = EventBus(redis, Keys(settings.namespace))
+    await other.publish_event(
+        "globex.jobs",
+        make_event("parse", "done", tenant_id="globex", document_id=9, job_id=9, progress=100),
+    )
+    page = await (await client.get("/api/events?since=2", headers=ACME)).json()
+    assert (page["head"], page["resync"]) == (5, False)
+    assert [(e["seq"], e["job_id"], e["tenant_id"]) for e in page["events"]] == [
+        (3, 3, "acme"), (4, 4, "acme"), (5, 5, "acme"),
+    ]  # fmt: skip
+    first = await (await client.get("/api/events?since=0&limit=2", headers=ACME)).json()
+    assert [e["seq"] for e in first["events"]] == [1, 2]
+    assert not first["resync"]
+    moved = f"/api/events?since=3&epoch=another-{page['epoch']}"
+    assert (await (await client.get(moved, headers=ACME)).json())["resync"] is True
+
+
+async def test_the_polling_twin_says_resync_beyond_the_history(
+    client: TestClient, bus: EventBus
+) -> None:
+    await publish(bus, 1, 400)
+    page = await (await client.get("/api/events?since=1", headers=ACME)).json()
+    assert (page["resync"], page["events"], page["head"]) == (True, [], 400)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def app_clients(redis: Redis, name: str) -> int:
+    return sum(1 for c in await redis.client_list() if c.get("name") == name)
+
+
+@pytest.mark.e2e
+async def test_repeated_outages_leave_no_tasks_connections_or_descriptors_behind(
+    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis
+) -> None:
+    settings = app_settings(f"{own_server.url}?client_name=web-under-test")
+    client = await aiohttp_client(create_app(settings))
+    sockets = [(await opened(client))[0] for _ in range(3)]
+    redis, bus = await direct_bus(own_server)
+    try:
+        await publish(bus, 1, 1)
+        for ws in sockets:
+            await receive_until(ws, upto(1))
+        assert (await client.get("/readyz")).status == 200  # its keep-alive handler is baseline
+        before = (len(asyncio.all_tasks()), open_fds(), await app_clients(redis, "web-under-test"))
+        for round_ in range(4):
+            if round_ % 2:
+                await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            else:
+                await asyncio.to_thread(own_server.kill)
+                await asyncio.to_thread(own_server.restart)
+            await publish(bus, 1, 1)  # lands in a new epoch after a restart: resync or event
+            for ws in sockets:
+                await receive_until(
+                    ws, lambda got: any("seq" in f or f.get("op") == "resync" for f in got)
+                )
+        async with asyncio.timeout(10):
+            while (await client.get("/readyz")).status != 200:
+                pass
+        after = (len(asyncio.all_tasks()), open_fds(), await app_clients(redis, "web-under-test"))
+    finally:
+        await redis.aclose()
+    assert after[0] == before[0], "tasks"
+    assert after[1] <= before[1], "file descriptors"
+    assert after[2] <= before[2], "Redis connections of the web app"
