@@ -121,7 +121,14 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 @pytest.fixture
-async def web_url(settings: Settings) -> AsyncIterator[str]:
+async def web_url(web_process: tuple[str, asyncio.subprocess.Process]) -> str:
+    return web_process[0]
+
+
+@pytest.fixture
+async def web_process(
+    settings: Settings,
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port),
@@ -137,7 +144,7 @@ async def web_url(settings: Settings) -> AsyncIterator[str]:
                         if resp.status == 200:
                             break
                 await asyncio.sleep(0.05)
-        yield url
+        yield url, process
     finally:
         await _stop(process)
 
@@ -306,3 +313,22 @@ async def test_a_resync_frame_reads_the_record_at_once(aiohttp_server: AiohttpSe
         )  # fmt: skip
     assert code == 0, shown.getvalue()
     assert fake.reads == 2
+
+
+@pytest.mark.e2e
+async def test_sigterm_closes_sockets_with_going_away_and_exits_in_time(
+    web_process: tuple[str, asyncio.subprocess.Process],
+) -> None:
+    url, process = web_process
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(f"{url}/ws", headers=bearer("acme")) for _ in range(3)]
+        for ws in sockets:
+            assert (await ws.receive_json(timeout=5))["op"] == "ready"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        for ws in sockets:
+            msg = await ws.receive(timeout=10)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+        async with asyncio.timeout(25):  # Heroku kills 30 s after SIGTERM
+            assert await process.wait() == 0
+    assert time.monotonic() - started < 25
