@@ -1,9 +1,13 @@
-"""Who is calling: HS256 API tokens, single-use WebSocket tickets and the Origin check.
+"""Who is calling: HS256 API tokens, the browser's session cookie, WebSocket tickets, Origin checks.
 
 A token is a JWT signed with SECRET_KEY whose `sub` is the tenant id and whose `exp` is required.
 A browser cannot set headers on a WebSocket, so it trades its token for a ticket
 (`POST /api/ws-tickets`): a random string kept in Redis for WS_TICKET_TTL seconds (SET NX EX) and
 consumed with GETDEL, so it works once, on any web process.
+
+The REST API also takes the dashboard's session cookie (`app/session.py`), but never on a
+WebSocket handshake (a cookie alone must not open /ws), and a cookie-authenticated POST or DELETE
+must come from the app's own Origin when the browser names one (CSRF; SameSite=Strict as well).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import jwt
 from aiohttp import web
 from redis.asyncio import Redis
 
+from app import session
 from app.errors import json_error
 from docpulse.keys import Keys
 from docpulse.settings import Settings
@@ -43,6 +48,8 @@ def tenant_of_token(secret: str, token: str) -> str:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
         )
+        if "kind" in claims:  # a session (app/session.py) is not an API token
+            raise jwt.InvalidTokenError("not an API token")
         return validate_tenant_id(claims["sub"])
     except jwt.ExpiredSignatureError:
         raise unauthorized("token expired; get a new one (docpulse token TENANT)") from None
@@ -61,11 +68,26 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def require_tenant(request: web.Request, secret: str) -> str:
-    """The tenant of the request's bearer token, or a 401."""
+    """The tenant of the request's bearer token, else of its session cookie (not on a WebSocket
+    handshake), or a 401."""
     token = bearer_token(request)
-    if token is None:
-        raise unauthorized("missing token; send Authorization: Bearer <token>")
-    return tenant_of_token(secret, token)
+    if token is not None:
+        return tenant_of_token(secret, token)
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        tenant_id = session.session_tenant(request, secret)
+        if tenant_id is not None:
+            check_same_origin(request)
+            return tenant_id
+    raise unauthorized("missing token; send Authorization: Bearer <token>")
+
+
+def check_same_origin(request: web.Request) -> None:
+    """A 403 for a state-changing request whose Origin is another site's."""
+    origin = request.headers.get("Origin")
+    if request.method in ("GET", "HEAD", "OPTIONS") or origin is None:
+        return
+    if urlsplit(origin).netloc.lower() != request.host.lower():
+        raise json_error(web.HTTPForbidden, "forbidden_origin", "cross-site request refused")
 
 
 def _ticket_key(keys: Keys, ticket: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from app import api, health, openapi, relay
+from app import api, health, openapi, pages, relay
 from app.appkeys import KEYS, SETTINGS, SOCKETS
 from app.errors import error_middleware
 from app.metrics import metrics_middleware
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(health.routes)
     app.router.add_get("/ws", relay.relay)
     app.router.add_get("/api/openapi.json", openapi.serve)
+    pages.setup(app)
     return app
 
 
