@@ -1,0 +1,63 @@
+// Rows and stage bars, built once per document and updated in place (textContent only).
+
+import { STAGES, duration, eta } from "./store.js";
+import { el, seconds } from "./ui.js";
+
+function stageBlock(doc, name) {
+  const block = el("div", { class: "stage", "data-stage": name });
+  block.append(el("span", { class: "stage-name" }, name));
+  const bar = el("div", {
+    class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
+    "aria-valuenow": "0", "aria-label": `${name} progress for ${doc.filename}`,
+  });
+  bar.append(el("div", { class: "fill" }));
+  block.append(bar);
+  for (const cls of ["pct", "state", "time", "error"]) block.append(el("span", { class: cls }));
+  return block;
+}
+
+export function updateStage(block, doc, stage) {
+  const bar = block.querySelector(".bar");
+  bar.setAttribute("aria-valuenow", String(stage.progress));
+  bar.setAttribute("aria-label", `${stage.stage} progress for ${doc.filename}`);
+  bar.firstElementChild.style.width = `${stage.progress}%`; // CSSOM: allowed by the CSP
+  block.dataset.state = stage.state;
+  block.querySelector(".pct").textContent = `${stage.progress}%`;
+  const attempt = stage.attempt > 1 ? ` (attempt ${stage.attempt})` : "";
+  block.querySelector(".state").textContent = stage.state + attempt;
+  const took = duration(stage);
+  const left = eta(stage);
+  let time = took === null ? "" : seconds(took);
+  if (left !== null) time += ` · ETA ${seconds(left)}`;
+  block.querySelector(".time").textContent = time;
+  block.querySelector(".error").textContent = stage.state === "failed" ? stage.error || "" : "";
+}
+
+export function buildStages(doc) {
+  const box = el("div", { class: "stages" });
+  for (const name of STAGES) box.append(stageBlock(doc, name));
+  return box;
+}
+
+export function updateStages(box, doc) {
+  for (const name of STAGES) {
+    updateStage(box.querySelector(`[data-stage="${name}"]`), doc, doc.stages[name]);
+  }
+}
+
+export function buildRow(doc) {
+  const row = el("li", { class: "doc", "data-document-id": String(doc.id) });
+  const head = el("div", { class: "doc-head" });
+  const link = el("a", { class: "name", href: `/documents/${doc.id}` }, doc.filename);
+  head.append(link, el("span", { class: "doc-state" }), el("span", { class: "doc-error" }));
+  row.append(head, buildStages(doc));
+  return row;
+}
+
+export function updateRow(row, doc) {
+  row.dataset.state = doc.state;
+  row.querySelector(".name").textContent = doc.filename;
+  row.querySelector(".doc-state").textContent = doc.state;
+  row.querySelector(".doc-error").textContent = doc.state === "failed" ? doc.error || "" : "";
+  updateStages(row.querySelector(".stages"), doc);
+}
