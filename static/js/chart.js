@@ -26,6 +26,7 @@ export class Chart {
     box.append(svg("line", { x1: 0, y1: H - 1, x2: W, y2: H - 1, class: "axis" }), this.line);
     root.querySelector(".spark-box").append(box);
     this.timer = setInterval(() => this.draw(), 1000);
+    this.frame = null;
   }
 
   add(ev, stage) {
@@ -38,6 +39,7 @@ export class Chart {
       list.push((stage.finishedAt - stage.startedAt) / 1000);
       if (list.length > 50) list.shift();
     }
+    this.frame ??= requestAnimationFrame(() => { this.frame = null; this.draw(); });
   }
 
   draw() {

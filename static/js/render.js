@@ -12,7 +12,9 @@ function stageBlock(doc, name) {
   });
   bar.append(el("div", { class: "fill" }));
   block.append(bar);
-  for (const cls of ["pct", "state", "time", "error"]) block.append(el("span", { class: cls }));
+  const info = el("span", { class: "info" });
+  info.append(el("span", { class: "state" }), el("span", { class: "time" }));
+  block.append(el("span", { class: "pct" }), info, el("span", { class: "error" }));
   return block;
 }
 
@@ -58,6 +60,8 @@ export function updateRow(row, doc) {
   row.dataset.state = doc.state;
   row.querySelector(".name").textContent = doc.filename;
   row.querySelector(".doc-state").textContent = doc.state;
-  row.querySelector(".doc-error").textContent = doc.state === "failed" ? doc.error || "" : "";
+  const shownByStage = Object.values(doc.stages).some((s) => s.state === "failed" && s.error);
+  row.querySelector(".doc-error").textContent =
+    doc.state === "failed" && !shownByStage ? doc.error || "" : "";
   updateStages(row.querySelector(".stages"), doc);
 }
