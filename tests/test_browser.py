@@ -1,0 +1,215 @@
+"""The dashboard in the machine's Chromium (Playwright, no browser download), against the real
+app on a free port and the Procfile's worker: uploads, a dropped socket, the polling fallback,
+tenants, a hostile file name, and screenshots (tests/artifacts/; UPDATE_SCREENSHOT=1 also
+refreshes docs/dashboard.png for the README)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from app.appkeys import SOCKETS
+from docpulse.settings import Settings
+from tests.browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium, served, sign_in, worker
+from tests.webtools import bearer
+
+playwright = pytest.importorskip("playwright.async_api", reason="pip install -e '.[test]'")
+expect = playwright.expect
+pytestmark = pytest.mark.e2e
+
+DATA = ROOT / "tests" / "data"
+STAGES = ("parse", "chunk", "embed")
+XSS = "<img src=x onerror=alert(1)>.md"
+# the indicator's states, as they change (a MutationObserver installed before the page's scripts)
+RECORD_STATES = """
+new MutationObserver(() => {
+  const el = document.getElementById("conn");
+  if (el) (window.__states ||= []).push(el.dataset.state);
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-state"]});
+"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    path = chromium()
+    async with playwright.async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def new_page(browser: Any, width: int = 1280, height: int = 800) -> tuple[Any, list[str]]:
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    return page, errors
+
+
+async def all_done(page: Any, filename: str) -> None:
+    for stage in STAGES:
+        bar = page.get_by_role("progressbar", name=f"{stage} progress for {filename}", exact=True)
+        await expect(bar).to_have_attribute("aria-valuenow", "100")
+
+
+async def rest_documents(base: str, tenant: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(f"{base}/api/documents?limit=200", headers=bearer(tenant))
+        body = await resp.json()
+    docs: list[dict[str, Any]] = body["documents"]
+    return docs
+
+
+async def row_ids(page: Any) -> list[int]:
+    ids = await page.locator("#documents .doc").evaluate_all(
+        "rows => rows.map(r => Number(r.dataset.documentId))"
+    )
+    return [int(i) for i in ids]
+
+
+async def test_an_upload_from_the_page_reaches_100_in_every_stage(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (_, base), worker(settings):
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "acme")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        async with page.expect_file_chooser():  # the drop zone works from the keyboard
+            await page.locator("#drop").press("Enter")
+        files = [DATA / "report.pdf", DATA / "image.png"]
+        await page.locator("#file-input").set_input_files(files)
+        dropped = await page.evaluate_handle(
+            """() => { const dt = new DataTransfer();
+              dt.items.add(new File(["# Dropped\\n\\nsome words"], "dropped.md"));
+              return dt; }"""
+        )
+        await page.locator("#drop").dispatch_event("drop", {"dataTransfer": dropped})
+        await all_done(page, "report.pdf")
+        await all_done(page, "dropped.md")
+        refused = page.locator(".upload", has_text="image.png")
+        await expect(refused).to_contain_text("415")
+        await expect(refused).to_contain_text("cannot read 'image.png'")
+        await expect(page.locator("#announcer")).to_contain_text("report.pdf: done")
+        assert errors == []
+
+
+async def test_a_dropped_socket_reconnects_and_ends_like_the_rest_api(
+    browser: Any, settings: Settings
+) -> None:
+    names = ["report.pdf", "medium.pdf", "notes.md", "plain.txt", "page.html"]
+    async with served(settings) as (app, base), worker(settings):
+        page, errors = await new_page(browser)
+        await page.add_init_script(RECORD_STATES)
+        await sign_in(page, base, "acme")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await page.locator("#file-input").set_input_files([DATA / n for n in names])
+        await page.locator(
+            '.doc .stage[data-state="running"], .doc[data-state="done"]'
+        ).first.wait_for()
+        sockets = list(app[SOCKETS])
+        assert sockets
+        await asyncio.gather(*(ws.close(code=1001, message=b"test") for ws in sockets))
+        await page.wait_for_function(
+            "() => (window.__states || []).includes('reconnecting')"
+            " && window.__states.at(-1) === 'live'"
+        )
+        for name in names:
+            await all_done(page, name)
+        rest = await rest_documents(base, "acme")
+        assert await row_ids(page) == [d["document_id"] for d in rest]
+        assert {d["state"] for d in rest} == {"done"}
+        assert errors == []
+
+
+async def test_without_a_websocket_the_page_polls_and_still_reaches_100(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (_, base), worker(settings):
+        page, errors = await new_page(browser)
+
+        async def refuse(ws: Any) -> None:
+            await ws.close(code=1011, reason="refused by the test")
+
+        await page.route_web_socket("**/ws*", refuse)
+        await sign_in(page, base, "acme")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "polling")
+        await expect(page.locator("#conn")).to_contain_text("polling")
+        await page.locator("#file-input").set_input_files([DATA / "notes.md"])
+        await all_done(page, "notes.md")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "polling")
+        assert errors == []
+
+
+async def test_a_tenant_never_sees_another_tenants_documents(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (_, base), worker(settings):
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "globex")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        async with aiohttp.ClientSession() as http:
+            form = aiohttp.FormData()
+            form.add_field("file", (DATA / "notes.md").read_bytes(), filename="acme-secret.md")
+            resp = await http.post(f"{base}/api/documents", data=form, headers=bearer("acme"))
+            assert resp.status == 202
+        await page.locator("#file-input").set_input_files([DATA / "plain.txt"])
+        await all_done(page, "plain.txt")
+        await expect(page.locator("#documents .doc")).to_have_count(1)
+        assert "acme-secret" not in await page.content()
+        acme = await rest_documents(base, "acme")
+        await page.goto(f"{base}/documents/{acme[0]['document_id']}")
+        await expect(page.get_by_role("heading", name="No such document")).to_be_visible()
+        assert errors == []
+
+
+async def test_a_hostile_file_name_is_shown_as_text_and_runs_nothing(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (_, base), worker(settings):
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "acme")
+        content = (DATA / "notes.md").read_bytes()
+        upload = {"name": XSS, "mimeType": "text/markdown", "buffer": content}
+        await page.locator("#file-input").set_input_files([upload])
+        await all_done(page, XSS)
+        await expect(page.locator("#documents .doc .name")).to_have_text(XSS)
+        assert await page.locator("main img").count() == 0
+        await page.locator("#documents .doc .name").click()
+        await expect(page.locator("h1.doc-title")).to_have_text(XSS)
+        await expect(page.locator("#chunks li").first).to_be_visible()
+        assert await page.locator("main img").count() == 0
+        assert errors == []
+
+
+async def test_screenshots_at_desktop_and_phone_width(browser: Any, settings: Settings) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with served(settings) as (_, base), worker(settings):
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "acme")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await page.locator("#file-input").set_input_files(
+            [DATA / "report.pdf", DATA / "notes.md", DATA / "page.html", DATA / "corrupt.pdf"]
+        )
+        for name in ("report.pdf", "notes.md", "page.html"):
+            await all_done(page, name)
+        failed = page.locator('.doc[data-state="failed"] .stage[data-state="failed"] .error')
+        await expect(failed).to_contain_text("damaged")
+        await expect(page.locator("#chart .dpm")).to_have_text("3")
+        desktop = ARTIFACTS / "dashboard-1280.png"
+        await page.screenshot(path=str(desktop), animations="disabled")
+        await page.set_viewport_size({"width": 390, "height": 844})
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, "the dashboard scrolls sideways at phone width"
+        await page.screenshot(
+            path=str(ARTIFACTS / "dashboard-390.png"), full_page=True, animations="disabled"
+        )
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
+            shutil.copyfile(desktop, ROOT / "docs" / "dashboard.png")
+        assert errors == []
