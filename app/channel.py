@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from app import metrics
-from app.frames import Resync, encode
+from app.frames import Frame, Resync, encode
 from docpulse.history import Replay
 from docpulse.keys import TenantKeys
 
@@ -107,7 +107,8 @@ class Channel:
             self.deliver(seq, frame)
             self.last_seq = seq
 
-    def deliver(self, seq: int, frame: bytes) -> None:
+    def deliver(self, seq: int, payload: bytes) -> None:
+        frame = Frame(payload)  # framed once, whatever the number of sockets
         for sink in list(self.sinks):
             if sink.offer(seq, frame):
                 metrics.EVENTS_RELAYED.inc()

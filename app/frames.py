@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 import msgspec
@@ -32,3 +33,32 @@ _encoder: Final = msgspec.json.Encoder()
 
 def encode(frame: Ready | Resync) -> bytes:
     return _encoder.encode(frame)
+
+
+class Frame:
+    """One outgoing text frame: its payload, and its bytes on the wire, built once and shared.
+
+    Server frames are not masked, and docpulse's sockets do not compress, so a frame's bytes are
+    the same for every socket: the hub frames an event once, whatever the number of sockets.
+    """
+
+    __slots__ = ("_wire", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = _header(len(self.payload)) + self.payload
+        return self._wire
+
+
+def _header(length: int) -> bytes:
+    """FIN + text opcode, then the payload length (RFC 6455, section 5.2)."""
+    if length < 126:
+        return struct.pack("!BB", 0x81, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)

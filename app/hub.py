@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from app import metrics
 from app.channel import Channel, stamp_of
-from app.frames import DEGRADED, LIVE
+from app.frames import DEGRADED, LIVE, Frame
 from docpulse.history import EventLog, Replay
 from docpulse.keys import Keys
 from docpulse.tenants import topic_for
@@ -41,8 +41,8 @@ BACKOFF_CAP_S: Final = 5.0
 
 
 class Sink(Protocol):
-    def offer(self, seq: int, frame: bytes) -> bool:
-        """Queue `frame` (seq 0: a control frame) without waiting; False if there is no room."""
+    def offer(self, seq: int, frame: Frame) -> bool:
+        """Take `frame` (seq 0: a control frame) without waiting; False if there is no room."""
 
 
 class Hub:

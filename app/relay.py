@@ -32,13 +32,14 @@ from app.appkeys import HUB, KEYS, REDIS, SETTINGS, SOCKETS
 from app.channel import stamp_of
 from app.connection import Connection, close_within
 from app.errors import json_error
-from app.frames import PONG, Ready, Resync, encode
+from app.frames import PONG, Frame, Ready, Resync, encode
 from app.metrics import WS_CONNECTIONS, WS_REFUSED
 from docpulse.history import Replay
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES: Final = 4096
+PONG_FRAME: Final = Frame(PONG)
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -88,7 +89,7 @@ async def _read(ws: web.WebSocketResponse, conn: Connection) -> None:
         if op.op != "ping":
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown op")
             return
-        if not conn.offer(0, PONG):
+        if not conn.offer(0, PONG_FRAME):
             return
 
 
@@ -117,9 +118,13 @@ def _lost(replay: Replay, since: int, epoch: str) -> bool:
 async def relay(request: web.Request) -> web.WebSocketResponse:
     tenant_id = await _authenticate(request)
     since, epoch = _resume_point(request)
-    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES)
+    # no compression: every socket then takes the same bytes for an event (see app/frames.py)
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES, compress=False)
     await ws.prepare(request)
-    conn = Connection(ws, request.app[SETTINGS].ws_queue_size)
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        return ws
+    conn = Connection(ws, transport, request.writer, request.app[SETTINGS].ws_queue_size)
     hub, sockets = request.app[HUB], request.app[SOCKETS]
     sockets.add(ws)
     WS_CONNECTIONS.labels(tenant_id).inc()
@@ -131,8 +136,13 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
             logger.warning("could not subscribe for %s (%s)", tenant_id, type(exc).__name__)
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"try again")
             return ws
-        conn.start(opening, after=max([stamp_of(f).seq for f in opening[1:]], default=since))
-        await _read(ws, conn)
+        after = max([stamp_of(f).seq for f in opening[1:]], default=since)
+        opener = asyncio.create_task(conn.open(opening, after=after))  # a sibling writes...
+        try:
+            await _read(ws, conn)  # ...while only the handler reads
+        finally:
+            opener.cancel()
+            await asyncio.gather(opener, return_exceptions=True)
     finally:
         await hub.leave(tenant_id, conn)
         await conn.stop()

@@ -7,6 +7,7 @@ import asyncio
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from app.frames import Frame
 from app.hub import Hub
 from docpulse.bus import EventBus
 from docpulse.events import make_event
@@ -21,10 +22,10 @@ class ListSink:
         self.frames: list[bytes] = []
         self.room = room
 
-    def offer(self, seq: int, frame: bytes) -> bool:
+    def offer(self, seq: int, frame: Frame) -> bool:
         if len(self.frames) >= self.room:
             return False
-        self.frames.append(frame)
+        self.frames.append(frame.payload)
         return True
 
 
