@@ -171,6 +171,7 @@ class Hub:
             channel.repair_running = False
         if self.degraded and not any(c.repairing for c in self._channels.values()):
             self.degraded = False
+            metrics.HUB_DEGRADED.set(0)
             self._broadcast(LIVE)
 
     async def _history(self, channel: Channel) -> Replay:
@@ -204,6 +205,7 @@ class Hub:
         if not self.degraded:
             logger.warning("hub lost its Redis subscription (%s); reconnecting", type(exc).__name__)
             self.degraded = True
+            metrics.HUB_DEGRADED.set(1)
             self._broadcast(DEGRADED)
         metrics.SUBSCRIPTION_RECONNECTS.inc()
         self._failures += 1

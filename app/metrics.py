@@ -39,6 +39,10 @@ SUBSCRIPTION_RECONNECTS = Counter(
     "docpulse_hub_subscription_reconnects_total",
     "Times the hub's Redis subscription failed and was reconnected.",
 )
+HUB_DEGRADED = Gauge(
+    "docpulse_hub_degraded",
+    "1 while this web process's Redis subscription is lost (sockets were told: degraded), else 0.",
+)
 DEAF_RECONNECTS = Counter(
     "docpulse_hub_deaf_reconnects_total",
     "Times a probe found the hub's subscription connected but deaf, and it was reconnected.",

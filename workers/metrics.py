@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 JOBS_FINISHED = Counter(
     "docpulse_jobs_finished_total",
@@ -19,4 +19,8 @@ STAGE_SECONDS = Histogram(
     "Wall time of one stage attempt that ended in done or failed.",
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+QUEUE_JOBS = Gauge(
+    "docpulse_queue_jobs",
+    "Jobs waiting in (or deferred on) the arq queue, read at each worker heartbeat.",
 )

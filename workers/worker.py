@@ -18,7 +18,7 @@ from docpulse.keys import Keys
 from docpulse.queue import INGEST_JOB, STAGE_JOBS, deserialize, serialize
 from docpulse.records import Records
 from docpulse.settings import Settings
-from workers import jobs
+from workers import jobs, metrics
 from workers.deps import Deps
 from workers.stages.embed import Embedder, load_embedder
 
@@ -63,6 +63,12 @@ class DocpulseWorker(Worker):
                 return
             except (RedisError, OSError):
                 await asyncio.sleep(POLL_RETRY_DELAY_S)
+
+    async def record_health(self) -> None:
+        last = self._last_health_check
+        await super().record_health()
+        if self._last_health_check != last:  # a heartbeat was written: count the queue with it
+            metrics.QUEUE_JOBS.set(await self.pool.zcard(self.queue_name))
 
     async def _poll_iteration(self) -> None:
         try:
