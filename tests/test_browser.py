@@ -17,7 +17,7 @@ import pytest
 from app.appkeys import SOCKETS
 from docpulse.settings import Settings
 from tests.browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium, served, sign_in, worker
-from tests.webtools import bearer
+from tests.webtools import bearer, eventually
 
 playwright = pytest.importorskip("playwright.async_api", reason="pip install -e '.[test]'")
 expect = playwright.expect
@@ -144,6 +144,37 @@ async def test_without_a_websocket_the_page_polls_and_still_reaches_100(
         await page.locator("#file-input").set_input_files([DATA / "notes.md"])
         await all_done(page, "notes.md")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "polling")
+        assert errors == []
+
+
+async def test_the_page_goes_back_to_live_when_the_socket_connects_again(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (app, base), worker(settings):
+        page, errors = await new_page(browser)
+        await page.add_init_script(RECORD_STATES)
+        refused = 0
+
+        async def first_three_refused(ws: Any) -> None:
+            nonlocal refused
+            if refused < 3:
+                refused += 1
+                await ws.close(code=1011, reason="refused by the test")
+            else:
+                ws.connect_to_server()
+
+        await page.route_web_socket("**/ws*", first_three_refused)
+        await sign_in(page, base, "acme")
+        await page.wait_for_function(
+            "() => (window.__states || []).includes('polling') && window.__states.at(-1) === 'live'"
+        )
+        await page.locator("#file-input").set_input_files([DATA / "notes.md"])
+        await all_done(page, "notes.md")
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(f"{base}/signin")
+        await eventually(lambda: not app[SOCKETS])
+        await page.goto(f"{base}/")
+        await page.wait_for_url(f"{base}/signin")
         assert errors == []
 
 
