@@ -67,6 +67,14 @@ async def rest_documents(base: str, tenant: str) -> list[dict[str, Any]]:
     return docs
 
 
+async def upload_elsewhere(base: str, tenant: str, filename: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        form = aiohttp.FormData()
+        form.add_field("file", (DATA / "notes.md").read_bytes(), filename=filename)
+        resp = await http.post(f"{base}/api/documents", data=form, headers=bearer(tenant))
+        assert resp.status == 202
+
+
 async def row_ids(page: Any) -> list[int]:
     ids = await page.locator("#documents .doc").evaluate_all(
         "rows => rows.map(r => Number(r.dataset.documentId))"
@@ -97,6 +105,9 @@ async def test_an_upload_from_the_page_reaches_100_in_every_stage(
         await expect(refused).to_contain_text("415")
         await expect(refused).to_contain_text("cannot read 'image.png'")
         await expect(page.locator("#announcer")).to_contain_text("report.pdf: done")
+        await upload_elsewhere(base, "acme", "from-a-script.md")  # appears without a reload
+        await all_done(page, "from-a-script.md")
+        await expect(page.locator("#documents .doc")).to_have_count(3)
         assert errors == []
 
 
@@ -185,11 +196,7 @@ async def test_a_tenant_never_sees_another_tenants_documents(
         page, errors = await new_page(browser)
         await sign_in(page, base, "globex")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-        async with aiohttp.ClientSession() as http:
-            form = aiohttp.FormData()
-            form.add_field("file", (DATA / "notes.md").read_bytes(), filename="acme-secret.md")
-            resp = await http.post(f"{base}/api/documents", data=form, headers=bearer("acme"))
-            assert resp.status == 202
+        await upload_elsewhere(base, "acme", "acme-secret.md")
         await page.locator("#file-input").set_input_files([DATA / "plain.txt"])
         await all_done(page, "plain.txt")
         await expect(page.locator("#documents .doc")).to_have_count(1)

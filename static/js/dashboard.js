@@ -33,6 +33,12 @@ async function loadSnapshot() {
   render();
 }
 
+// A document the page does not know: a newer one (uploaded elsewhere) shows after a reload of the
+// first page; an older one, off this page, is left alone.
+function unknown(id) {
+  if (view.offset === 0 && id > Math.max(0, ...view.order)) reloadSoon();
+}
+
 function reloadSoon() {
   clearTimeout(reloadTimer);
   reloadTimer = setTimeout(() => loadSnapshot().catch(() => {}), 250);
@@ -74,7 +80,7 @@ function changed(doc, before) {
 
 function onEvent(ev) {
   const known = store.get(ev.document_id);
-  if (!known) { if (view.offset === 0) reloadSoon(); return; }
+  if (!known) { unknown(ev.document_id); return; }
   const before = known.state;
   const doc = store.putEvent(ev);
   chart.add(ev, known.stages[ev.type]);
@@ -84,7 +90,7 @@ function onEvent(ev) {
 function onJobs(jobs) {
   for (const job of jobs) {
     const known = store.get(job.document_id);
-    if (!known) { if (view.offset === 0) reloadSoon(); continue; }
+    if (!known) { unknown(job.document_id); continue; }
     const before = known.state;
     changed(store.putStage(job.document_id, job), before);
   }
