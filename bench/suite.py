@@ -28,6 +28,14 @@ class Plan:
     floor_chains: int  # per run of arq's floor (3 no-op jobs each)
     publish_calls: int  # per publish micro-benchmark arm, in total over the repeats
     trial_timeout_s: float = 300.0
+    # fan-out: (sockets, tenants, all four relays? else docpulse and the minimal relay only)
+    fanout_scenarios: tuple[tuple[int, int, bool], ...] = ()
+    fanout_repeats: int = 3  # interleaved repetitions of each fan-out trial
+    fanout_rate_s: float = 2.0  # seconds of a fixed-rate trial
+    fanout_burst_deliveries: int = 60_000  # messages to deliver per saturation burst
+    fanout_cycles: int = 10_000  # connect/disconnect cycles of the memory check
+    fanout_receivers: int = 4  # load-generator processes
+    fanout_publishers: int = 2  # publisher processes at saturation (fixed rate: one)
 
 
 FULL = Plan(
@@ -37,6 +45,12 @@ FULL = Plan(
     medium_documents=16,
     floor_chains=400,
     publish_calls=20_000,
+    fanout_scenarios=(
+        (10_000, 1_000, True),
+        (1_000, 100, True),
+        (1_000, 1, True),
+        (100, 10, False),
+    ),
 )
 QUICK = Plan(
     name="quick",
@@ -46,6 +60,12 @@ QUICK = Plan(
     floor_chains=200,
     publish_calls=5_000,
     trial_timeout_s=120.0,
+    fanout_scenarios=((1_000, 100, True), (500, 50, False), (200, 1, True), (100, 10, False)),
+    fanout_repeats=2,
+    fanout_rate_s=0.25,
+    fanout_burst_deliveries=4_000,
+    fanout_cycles=1_000,
+    fanout_receivers=2,
 )
 
 

@@ -1,0 +1,92 @@
+"""The four relays of the fan-out suite, each a server process of its own, and their clients.
+
+- docpulse: `python -m docpulse web` (auth, hub, per-socket queues, seq, history);
+- minimal: `bench.peers.minimal_relay`, the practical limit (the baseline of every ratio);
+- socketio: `bench.peers.socketio_relay` (python-socketio + AsyncRedisManager);
+- broadcaster: `bench.peers.broadcaster_relay` (encode/broadcaster, Redis backend).
+
+Each has a namespace of its own, so an event published for one arm reaches no other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from app.auth import issue_token
+from bench.fanout_procs import Server, free_port, server
+
+DOCPULSE: Final = "docpulse"
+MINIMAL: Final = "minimal"
+SOCKETIO: Final = "socketio"
+BROADCASTER: Final = "broadcaster"
+ARMS: Final = (DOCPULSE, MINIMAL, SOCKETIO, BROADCASTER)
+WEB_CLIENT_NAME: Final = "bench-web"  # docpulse web's Redis connections, in CLIENT LIST
+WS_QUEUE_SIZE: Final = 100_000  # a saturation burst never fills a socket's queue
+_PEERS: Final = {
+    MINIMAL: "bench.peers.minimal_relay",
+    SOCKETIO: "bench.peers.socketio_relay",
+    BROADCASTER: "bench.peers.broadcaster_relay",
+}
+
+
+@dataclass
+class Arm:
+    name: str
+    namespace: str
+    server: Server
+    secret: str = ""
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The load generator's protocol: docpulse (bearer token, ready), socketio, plain."""
+        return {DOCPULSE: "docpulse", SOCKETIO: "socketio"}.get(self.name, "plain")
+
+    @property
+    def feed(self) -> str:
+        """How the publisher feeds it: docpulse's EventBus, or socketio's Redis manager."""
+        return "socketio" if self.name == SOCKETIO else "bus"
+
+    def url(self, tenant: str) -> str:
+        base = f"ws://127.0.0.1:{self.server.port}"
+        if self.name == DOCPULSE:
+            return f"{base}/ws"
+        if self.name == SOCKETIO:
+            return f"{base}/socket.io/?EIO=4&transport=websocket&tenant={tenant}"
+        return f"{base}/ws?tenant={tenant}"
+
+    def token(self, tenant: str) -> str | None:
+        if self.name != DOCPULSE:
+            return None
+        if tenant not in self._tokens:
+            self._tokens[tenant] = issue_token(self.secret, tenant, 3600)
+        return self._tokens[tenant]
+
+
+@contextlib.asynccontextmanager
+async def start_arm(name: str, redis_url: str, namespace: str, log_dir: Path) -> AsyncIterator[Arm]:
+    port = free_port()
+    log = log_dir / f"fanout-{name}.log"
+    if name == DOCPULSE:
+        secret = secrets.token_urlsafe(32)
+        env = {
+            **os.environ,
+            "REDIS_URL": f"{redis_url}?client_name={WEB_CLIENT_NAME}",
+            "SECRET_KEY": secret,
+            "DOCPULSE_NAMESPACE": namespace,
+            "WS_QUEUE_SIZE": str(WS_QUEUE_SIZE),
+            "LOG_FORMAT": "json",
+        }
+        args = ["-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port)]
+        async with server(args, env, log, port) as running:
+            yield Arm(name, namespace, running, secret)
+        return
+    args = ["-m", _PEERS[name], "--port", str(port), "--redis", redis_url]
+    async with server([*args, "--namespace", namespace], None, log, port) as running:
+        yield Arm(name, namespace, running)
