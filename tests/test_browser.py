@@ -139,6 +139,24 @@ async def test_a_dropped_socket_reconnects_and_ends_like_the_rest_api(
         assert errors == []
 
 
+async def test_offline_then_online_again_reconnects_at_once(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (app, base), worker(settings):
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "acme")
+        conn = page.locator("#conn")
+        await expect(conn).to_have_attribute("data-state", "live")
+        await page.context.set_offline(True)
+        await asyncio.gather(*(ws.close(code=1001, message=b"test") for ws in list(app[SOCKETS])))
+        await expect(conn).to_have_attribute("data-state", "offline")
+        await page.context.set_offline(False)
+        await expect(conn).to_have_attribute("data-state", "live")
+        await page.locator("#file-input").set_input_files([DATA / "notes.md"])
+        await all_done(page, "notes.md")
+        assert errors == []
+
+
 async def test_without_a_websocket_the_page_polls_and_still_reaches_100(
     browser: Any, settings: Settings
 ) -> None:
