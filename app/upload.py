@@ -12,6 +12,7 @@ from pathlib import PurePath
 from typing import Final
 
 from aiohttp import BodyPartReader, StreamReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from app.errors import json_error
 
@@ -98,7 +99,11 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
     if declared is not None and declared > limit + (MULTIPART_SLACK if multipart else 0):
         raise too_large(limit)
     if multipart:
-        return await _read_multipart(request, limit)
+        try:
+            return await _read_multipart(request, limit)
+        except (ValueError, BadHttpMessage) as exc:  # aiohttp's multipart reader on bad framing
+            message = "malformed multipart body; send multipart/form-data with a field 'file'"
+            raise json_error(web.HTTPBadRequest, "bad_multipart", message) from exc
     filename = check_filename(request.query.get("filename"))
     content = await _read_limited(request.content, limit)
     return Upload(filename, _content_type(request.content_type, filename), content)
