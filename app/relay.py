@@ -119,7 +119,8 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
     tenant_id = await _authenticate(request)
     since, epoch = _resume_point(request)
     # no compression: every socket then takes the same bytes for an event (see app/frames.py)
-    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES, compress=False)
+    # aiohttp refuses a message of exactly max_msg_size bytes: +1 lets one of 4096 bytes through
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES + 1, compress=False)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client left during the handshake
