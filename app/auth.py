@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from app import session
 from app.errors import json_error
+from app.metrics import AUTH_REFUSED
 from docpulse.keys import Keys
 from docpulse.settings import Settings
 from docpulse.tenants import InvalidTenant, validate_tenant_id
@@ -38,7 +39,9 @@ def issue_token(secret: str, tenant_id: str, ttl_s: int) -> str:
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def unauthorized(message: str) -> web.HTTPException:
+def unauthorized(reason: str, message: str) -> web.HTTPException:
+    """A 401 JSON error to raise, counted in docpulse_auth_refused_total{reason}."""
+    AUTH_REFUSED.labels(reason).inc()
     return json_error(web.HTTPUnauthorized, "unauthorized", message, headers=_CHALLENGE)
 
 
@@ -52,9 +55,11 @@ def tenant_of_token(secret: str, token: str) -> str:
             raise jwt.InvalidTokenError("not an API token")
         return validate_tenant_id(claims["sub"])
     except jwt.ExpiredSignatureError:
-        raise unauthorized("token expired; get a new one (docpulse token TENANT)") from None
-    except (jwt.InvalidTokenError, InvalidTenant):
-        raise unauthorized("invalid token; send Authorization: Bearer <token>") from None
+        raise unauthorized(
+            "expired", "token expired; get a new one (docpulse token TENANT)"
+        ) from None
+    except (jwt.InvalidTokenError, InvalidTenant, UnicodeError):  # UnicodeError: bytes no JWT has
+        raise unauthorized("invalid", "invalid token; send Authorization: Bearer <token>") from None
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -63,7 +68,7 @@ def bearer_token(request: web.Request) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("malformed Authorization header; use: Bearer <token>")
+        raise unauthorized("malformed", "malformed Authorization header; use: Bearer <token>")
     return token.strip()
 
 
@@ -78,7 +83,7 @@ def require_tenant(request: web.Request, secret: str) -> str:
         if tenant_id is not None:
             check_same_origin(request)
             return tenant_id
-    raise unauthorized("missing token; send Authorization: Bearer <token>")
+    raise unauthorized("missing", "missing token; send Authorization: Bearer <token>")
 
 
 def check_same_origin(request: web.Request) -> None:
@@ -86,8 +91,19 @@ def check_same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if request.method in ("GET", "HEAD", "OPTIONS") or origin is None:
         return
-    if urlsplit(origin).netloc.lower() != request.host.lower():
+    if not is_own_origin(request, origin):
         raise json_error(web.HTTPForbidden, "forbidden_origin", "cross-site request refused")
+
+
+def is_own_origin(request: web.Request, origin: str) -> bool:
+    """Whether `origin` is this app's own: the request's scheme (as the client saw it, so
+    https behind Heroku's router), host and port. `null` and unparsable origins are not."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # "http://[::1" and the like
+        return False
+    scheme = "https" if session.is_tls(request) else "http"
+    return parts.scheme == scheme and parts.netloc.lower() == request.host.lower()
 
 
 def _ticket_key(keys: Keys, ticket: str) -> str:
@@ -105,10 +121,10 @@ async def issue_ticket(redis: Redis, keys: Keys, tenant_id: str, ttl_s: int) -> 
 async def redeem_ticket(redis: Redis, keys: Keys, ticket: str) -> str:
     """The tenant a ticket was issued to; it cannot be used again. A 401 if unknown or used."""
     if not ticket or len(ticket) > 128:
-        raise unauthorized("invalid ticket")
+        raise unauthorized("ticket", "invalid ticket")
     tenant: bytes | None = await redis.getdel(_ticket_key(keys, ticket))
     if tenant is None:
-        raise unauthorized("ticket unknown, expired or already used; get a new one")
+        raise unauthorized("ticket", "ticket unknown, expired or already used; get a new one")
     return tenant.decode()
 
 
@@ -117,9 +133,7 @@ def check_origin(request: web.Request, settings: Settings) -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    if urlsplit(origin).netloc.lower() == request.host.lower():
-        return
-    if origin.rstrip("/") in settings.allowed_origin_set:
+    if is_own_origin(request, origin) or origin.rstrip("/") in settings.allowed_origin_set:
         return
     raise json_error(
         web.HTTPForbidden, "forbidden_origin", f"origin {origin!r:.100} may not open /ws"

@@ -20,6 +20,11 @@ WS_REFUSED = Counter(
     "WebSocket connections refused before the upgrade, by reason (auth, origin).",
     ["reason"],
 )
+AUTH_REFUSED = Counter(
+    "docpulse_auth_refused_total",
+    "Requests refused with a 401, by reason (missing, malformed, expired, invalid, ticket).",
+    ["reason"],
+)
 EVENTS_REPLAYED = Counter(
     "docpulse_ws_events_replayed_total",
     "Job events delivered from history instead of live (resumes, and gaps the hub filled).",

@@ -38,7 +38,7 @@ def tenant_of_session(secret: str, value: str) -> str | None:
         if claims["kind"] != KIND:
             return None
         return validate_tenant_id(claims["sub"])
-    except (jwt.InvalidTokenError, InvalidTenant):
+    except (jwt.InvalidTokenError, InvalidTenant, UnicodeError):  # a cookie of undecodable bytes
         return None
 
 
