@@ -13,10 +13,16 @@ _ERROR: Final = {"$ref": "#/components/responses/Error"}
 _AUTH_ERRORS: Final = {"401": _ERROR, "404": _ERROR}
 
 
-def _op(summary: str, ok: str, *, params: tuple[str, ...] = (), secure: bool = True) -> Op:
+# the ranges the handlers accept (app/api.py); `limit`'s maximum differs per route
+_BOUNDS: Final = {"id": (1, 10**18 - 1), "offset": (0, 10**9), "since": (0, 2**53)}
+
+
+def _op(
+    summary: str, ok: str, *, params: tuple[str, ...] = (), limit: int = 0, secure: bool = True
+) -> Op:
     op: Op = {"summary": summary, "responses": {ok: {"description": summary}}}
     if params:
-        op["parameters"] = [_param(p) for p in params]
+        op["parameters"] = [_param(p, limit) for p in params]
     if secure:
         op["responses"].update(_AUTH_ERRORS)
     else:
@@ -24,9 +30,11 @@ def _op(summary: str, ok: str, *, params: tuple[str, ...] = (), secure: bool = T
     return op
 
 
-def _param(name: str) -> dict[str, Any]:
+def _param(name: str, limit: int) -> dict[str, Any]:
     where = "path" if name in ("id", "job_id") else "query"
-    return {"name": name, "in": where, "required": where == "path", "schema": {"type": "integer"}}
+    low, high = (1, limit) if name == "limit" else _BOUNDS["id" if where == "path" else name]
+    schema = {"type": "integer", "minimum": low, "maximum": high}
+    return {"name": name, "in": where, "required": where == "path", "schema": schema}
 
 
 def _upload() -> Op:
@@ -40,7 +48,7 @@ def _upload() -> Op:
 
 def _events() -> Op:
     summary = "Events after ?since= (seq) from history; resync=true if it no longer reaches back"
-    op = _op(summary, "200", params=("since", "limit"))
+    op = _op(summary, "200", params=("since", "limit"), limit=10_000)
     op["parameters"].append({"name": "epoch", "in": "query", "schema": {"type": "string"}})
     return op
 
@@ -48,7 +56,7 @@ def _events() -> Op:
 PATHS: Final[dict[str, dict[str, Op]]] = {
     "/api/documents": {
         "post": _upload(),
-        "get": _op("List documents, newest first", "200", params=("offset", "limit")),
+        "get": _op("List documents, newest first", "200", params=("offset", "limit"), limit=200),
     },
     "/api/documents/{id}": {
         "get": _op("A document and its three stages", "200", params=("id",)),
@@ -56,10 +64,15 @@ PATHS: Final[dict[str, dict[str, Op]]] = {
     },
     "/api/documents/{id}/chunks": {
         "get": _op(
-            "Chunk texts (?vectors=1 adds vectors)", "200", params=("id", "offset", "limit")
+            "Chunk texts (?vectors=1 adds vectors)",
+            "200",
+            params=("id", "offset", "limit"),
+            limit=1000,
         ),
     },
-    "/api/jobs": {"get": _op("Jobs updated after ?since= (ms)", "200", params=("since", "limit"))},
+    "/api/jobs": {
+        "get": _op("Jobs updated after ?since= (ms)", "200", params=("since", "limit"), limit=500)
+    },
     "/api/events": {"get": _events()},
     "/api/jobs/{job_id}": {"get": _op("A job record", "200", params=("job_id",))},
     "/api/ws-tickets": {"post": _op("A single-use ticket for /ws?ticket=", "201")},
