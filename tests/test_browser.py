@@ -50,6 +50,10 @@ async def new_page(browser: Any, width: int = 1280, height: int = 800) -> tuple[
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     return page, errors
 
 
@@ -244,6 +248,23 @@ async def test_a_hostile_file_name_is_shown_as_text_and_runs_nothing(
         assert errors == []
 
 
+async def test_pages_of_twenty_newest_first(browser: Any, settings: Settings) -> None:
+    async with served(settings) as (_, base):
+        for i in range(1, 23):
+            await upload_elsewhere(base, "acme", f"doc-{i:02}.md")
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "acme")
+        names = page.locator("#documents .doc .name")
+        await expect(names).to_have_count(20)
+        await expect(names.first).to_have_text("doc-22.md")
+        await expect(page.locator("#page-info")).to_have_text("1\u201320 of 22")  # an en dash
+        await page.get_by_role("button", name="Older").click()
+        await expect(names).to_have_text(["doc-02.md", "doc-01.md"])
+        await page.get_by_role("button", name="Newer").click()
+        await expect(names).to_have_count(20)
+        assert errors == []
+
+
 async def test_screenshots_at_desktop_and_phone_width(browser: Any, settings: Settings) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     async with served(settings) as (_, base), worker(settings):
@@ -258,6 +279,13 @@ async def test_screenshots_at_desktop_and_phone_width(browser: Any, settings: Se
         failed = page.locator('.doc[data-state="failed"] .stage[data-state="failed"] .error')
         await expect(failed).to_contain_text("damaged")
         await expect(page.locator("#chart .dpm")).to_have_text("3")
+        await page.get_by_label("State").select_option("failed")
+        await expect(page.locator("#documents .doc .name")).to_have_text(["corrupt.pdf"])
+        await page.get_by_label("State").select_option("")
+        await page.get_by_label("File name").fill("NOTES")
+        await expect(page.locator("#documents .doc .name")).to_have_text(["notes.md"])
+        await page.get_by_label("File name").fill("")
+        await expect(page.locator("#documents .doc")).to_have_count(4)
         desktop = ARTIFACTS / "dashboard-1280.png"
         await page.screenshot(path=str(desktop), animations="disabled")
         await page.set_viewport_size({"width": 390, "height": 844})
