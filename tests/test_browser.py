@@ -6,6 +6,7 @@ refreshes docs/dashboard.png for the README)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -158,6 +159,52 @@ async def test_offline_then_online_again_reconnects_at_once(
         await expect(conn).to_have_attribute("data-state", "live")
         await page.locator("#file-input").set_input_files([DATA / "notes.md"])
         await all_done(page, "notes.md")
+        assert errors == []
+
+
+async def test_a_resync_reloads_the_snapshot_and_a_seq_gap_resumes_with_since(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (_, base), worker(settings):
+        page, errors = await new_page(browser)
+        sockets: list[tuple[Any, list[dict[str, Any]]]] = []
+
+        def relay(ws: Any) -> None:  # pass frames through, keeping what the server sent
+            frames: list[dict[str, Any]] = []
+            server = ws.connect_to_server()
+            server.on_message(
+                lambda message: (frames.append(json.loads(message)), ws.send(message))
+            )
+            sockets.append((ws, frames))
+
+        await page.route_web_socket("**/ws*", relay)
+        listings: list[str] = []
+        page.on("request", lambda r: listings.append(r.url) if "/api/documents?" in r.url else None)
+        await sign_in(page, base, "acme")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        await page.locator("#file-input").set_input_files([DATA / "notes.md"])
+        await all_done(page, "notes.md")
+        ws, frames = sockets[-1]
+        ready = frames[0]
+        last = max([f["seq"] for f in frames if "seq" in f], default=ready["head"])
+        before = len(listings)
+        ws.send(json.dumps({"op": "resync", "epoch": ready["epoch"], "head": last}))
+        await eventually(lambda: len(listings) > before)
+        event = next(f for f in frames if "seq" in f)
+        ws.send(json.dumps({**event, "seq": last + 5}))  # events last+1.. never came: a gap
+        await eventually(lambda: len(sockets) == 2)
+        assert f"since={last}&epoch={ready['epoch']}" in sockets[-1][0].url
+        conn = page.locator("#conn")
+        await expect(conn).to_have_attribute("data-state", "live")
+        await expect(page.locator("#documents .doc")).to_have_count(1)
+        stale = {**event, "event": "parse_progress", "progress": 10, "seq": last + 1}
+        sockets[-1][0].send(json.dumps(stale))  # older news of a finished stage
+        sockets[-1][0].send('{"op":"degraded"}')  # frames arrive in order: a sync point
+        await expect(conn).to_have_attribute("data-state", "degraded")
+        parse = page.get_by_role("progressbar", name="parse progress for notes.md")
+        await expect(parse).to_have_attribute("aria-valuenow", "100")
+        sockets[-1][0].send('{"op":"live"}')
+        await expect(conn).to_have_attribute("data-state", "live")
         assert errors == []
 
 
