@@ -7,11 +7,13 @@ cookie (app/session.py); a page without a session sends the browser to /signin.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Final
 
 import aiohttp_jinja2
 import jinja2
+import jwt
 from aiohttp import web
 
 from app import auth, session
@@ -91,8 +93,15 @@ async def signin(request: web.Request) -> web.Response:
         context = {"error": error + "docpulse token TENANT (or docpulse dev)."}
         return aiohttp_jinja2.render_template("signin.html", request, context, status=401)
     response = _see_other("/")
-    session.set_session(response, request, session.issue_session(secret, tenant_id))
+    value = session.issue_session(secret, tenant_id, _session_ttl(token))
+    session.set_session(response, request, value)
     return response
+
+
+def _session_ttl(token: str) -> int:
+    """A session lasts SESSION_TTL_S, but never longer than the (checked) token it came from."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return max(1, min(session.SESSION_TTL_S, int(claims["exp"]) - int(time.time())))
 
 
 async def signout(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
@@ -51,6 +52,15 @@ async def test_sign_in_sets_an_httponly_strict_cookie_that_is_not_the_token(
     page = await client.get("/")
     assert page.status == 200
     assert "acme" in await page.text()
+
+
+async def test_a_session_never_outlives_its_token(client: TestClient) -> None:
+    token = issue_token(SECRET, "acme", 60)
+    resp = await client.post("/signin", data={"token": token}, allow_redirects=False)
+    value = cookie_header(resp).split(";")[0].split("=", 1)[1]
+    claims = jwt.decode(value, SECRET, algorithms=["HS256"])
+    assert claims["kind"] == "session"
+    assert claims["exp"] <= jwt.decode(token, SECRET, algorithms=["HS256"])["exp"]
 
 
 async def test_the_cookie_is_secure_behind_a_tls_router(client: TestClient) -> None:
