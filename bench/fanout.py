@@ -28,6 +28,7 @@ from bench.suite import BenchContext, Plan, SuiteResult
 
 DELIVERIES_PER_S: Final = 10_000  # the fixed-rate trial: this many messages/s to deliver ...
 MAX_RATE: Final = 1_000.0  # ... from at most this many events/s (1,000 events/s total)
+BURST_S: Final = 1.5  # seconds a saturation burst should keep a relay busy, about
 GAUGE: Final = "docpulse_ws_connections{"
 GAUGE_TIMEOUT_S: Final = 20.0
 
@@ -94,7 +95,7 @@ async def _scenario(
     everyone = len(scenario.arms) == len(ARMS)
     rate = min(MAX_RATE, DELIVERIES_PER_S / scenario.per_tenant)
     rate_events = max(int(rate * plan.fanout_rate_s), 1)
-    burst = max(plan.fanout_burst_deliveries // scenario.per_tenant, 1)
+    burst = _burst(plan, scenario, [])
     trials: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {"rate": [], "saturation": []} for name in scenario.arms
     }
@@ -104,7 +105,9 @@ async def _scenario(
             arm, runs = arms[name], trials[name]
             if everyone:  # the scaling points measure saturation only
                 runs["rate"].append(await bench.trial(arm, scenario, events=rate_events, rate=rate))
-            runs["saturation"].append(await bench.trial(arm, scenario, events=burst, rate=None))
+            events = _burst(plan, scenario, runs["saturation"])
+            runs["saturation"].append(await bench.trial(arm, scenario, events=events, rate=None))
+            _progress(name, repeat, runs)
     alive = {name: await bench.alive(arms[name]) for name in scenario.arms}
     for name in scenario.arms:
         await bench.close(arms[name])
@@ -120,6 +123,25 @@ async def _scenario(
         "trials": trials,
         "web_redis_clients": clients,
     }
+
+
+def _progress(name: str, repeat: int, runs: dict[str, list[dict[str, Any]]]) -> None:
+    rate = f"p99 {runs['rate'][-1]['latency_ms']['p99']:.1f} ms, " if runs["rate"] else ""
+    saturation = runs["saturation"][-1]
+    print(
+        f"    {repeat + 1}. {name}: {rate}{saturation['messages_per_s']:,.0f} msg/s at saturation",
+        file=sys.stderr,
+    )
+
+
+def _burst(plan: Plan, scenario: Scenario, earlier: list[dict[str, Any]]) -> int:
+    """Events of a saturation burst: the plan's messages' worth, or after a first burst, what
+    this relay delivers in about BURST_S (a slow relay's bursts are smaller, not longer)."""
+    deliveries = plan.fanout_burst_deliveries
+    if earlier:
+        deliveries = min(deliveries, int(earlier[0]["messages_per_s"] * BURST_S))
+        deliveries = max(deliveries, plan.fanout_burst_deliveries // 10)
+    return max(deliveries // scenario.per_tenant, 1)
 
 
 async def _web_clients(redis: Redis) -> int:

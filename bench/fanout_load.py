@@ -5,8 +5,9 @@ JSON line on stdout (`bench.fanout_procs.Receivers` drives it):
 
 - `connect`: open sockets to a relay (`kind`: docpulse, plain or socketio), wait until each is
   ready (docpulse: its `ready` frame; Socket.IO: the namespace's CONNECT; plain: the upgrade);
-- `start`: count from now on only events of this trial (their `document_id` is the trial's id),
-  and record each one's latency, now minus the event's `ts`;
+- `start`: count from now on only events of this trial (their `document_id` is the trial's id)
+  and record each one's latency, now minus the event's `ts`; answers how many of the arm's
+  sockets are still open;
 - `stats`: the trial's count, first and last arrival, this process's CPU seconds, and the
   latencies (ms, float32) written to a file;
 - `count`: the trial's count so far; `seen`: how many sockets of an arm have had an event of a
@@ -140,9 +141,14 @@ class Load:
         await _bounded([one] * count, CONNECT_CONCURRENCY)
         return {"cycles": count}
 
-    def start(self, trial: int) -> dict[str, Any]:
+    def start(self, trial: int, arm: str) -> dict[str, Any]:
         self.trial = Trial(id=trial)
-        return {}
+        return {"alive": self._alive(arm)}
+
+    def _alive(self, arm: str) -> int:
+        return sum(
+            1 for s in self.arms.get(arm, []) if s.reader is not None and not s.reader.done()
+        )
 
     def stats(self, path: str) -> dict[str, Any]:
         trial = self.trial
@@ -153,9 +159,8 @@ class Load:
         return {"count": self.trial.count}
 
     def seen(self, arm: str, trial: int) -> dict[str, Any]:
-        sockets = self.arms.get(arm, [])
-        alive = sum(1 for s in sockets if s.reader is not None and not s.reader.done())
-        return {"seen": sum(1 for s in sockets if s.last_trial >= trial), "alive": alive}
+        seen = sum(1 for s in self.arms.get(arm, []) if s.last_trial >= trial)
+        return {"seen": seen, "alive": self._alive(arm)}
 
 
 async def _close(sock: Socket) -> None:
@@ -178,7 +183,7 @@ async def _bounded(jobs: list[Callable[[], Awaitable[None]]], limit: int) -> Non
 async def _serve() -> None:
     load = Load()
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=2**24)  # a connect command names every socket
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     try:
         while line := await reader.readline():

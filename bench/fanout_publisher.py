@@ -94,7 +94,7 @@ class Publisher:
 async def _serve(redis_url: str) -> None:
     publisher = Publisher(redis_url)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=2**24)  # a run command names every tenant
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     try:
         while line := await reader.readline():

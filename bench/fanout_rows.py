@@ -28,7 +28,9 @@ LABELS: Final = {
 LEGEND: Final = (
     "Fan-out: msg/s = messages delivered over the window from the first publish to the last "
     "arrival; latency = arrival minus the event's ts; CPU = the server process's utime+stime. "
-    "Ratios vs the minimal relay (one PSUBSCRIBE, bytes forwarded verbatim) of the same repetition."
+    "Ratios vs the minimal relay (one PSUBSCRIBE, bytes forwarded verbatim) of the same "
+    "repetition. 'machine n/N cores busy' counts every process, other people's too: at N/N all "
+    "is contended."
 )
 
 Trial = dict[str, Any]
@@ -74,34 +76,35 @@ def _row(name: str, runs: list[Trial], pick: Pick, unit: str, **kw: Any) -> Row:
     )
 
 
-def _flags(runs: list[Trial], saturation: bool) -> list[str]:
+def _flags(runs: list[Trial], saturation: bool, sockets: int) -> list[str]:
     notes = []
     busiest = max(max(t["receiver_cores"]) for t in runs)
     if busiest > BUSY_CORE:
         notes.append(f"LOAD GENERATOR BUSY: a receiver process at {busiest:.2f} of a core")
     if saturation and max(t["publishing_share"] for t in runs) >= 0.8:
         notes.append("PUBLISHER MAY BE THE BOTTLENECK (publishing took >= 80% of the window)")
-    machine = max(t["machine_cores_busy"] for t in runs)
-    if machine > BUSY_MACHINE * CPUS:
-        notes.append(f"MACHINE SATURATED: {machine:.1f} of {CPUS} cores busy (all processes)")
+    dropped = max(sockets - t["sockets_open"] for t in runs)
+    if dropped:
+        notes.append(f"SOCKETS DROPPED BY THE RELAY: {dropped} of {sockets}")
     lost = sum(t["expected"] - t["delivered"] for t in runs)
     if lost:
         notes.append(f"LOST {lost} of {sum(t['expected'] for t in runs)} messages")
     return notes
 
 
-def _notes(runs: list[Trial], saturation: bool) -> list[str]:
-    mid = runs[len(runs) // 2]
-    lat = mid["latency_ms"]
-    publishers = max(max(t["publisher_cores"]) for t in runs)
+def _notes(runs: list[Trial], saturation: bool, sockets: int) -> list[str]:
+    def median(pick: Pick) -> float:
+        return statistics.median(pick(t) for t in runs)
+
+    worst = max(t["latency_ms"]["max"] for t in runs)
     return [
-        f"CPU {statistics.median(_cpu(t) for t in runs):.2f} s/100k msgs; latency ms "
-        f"p50 {lat['p50']:.1f} p99 {lat['p99']:.1f} max {lat['max']:.1f}",
-        f"receivers <= {max(max(t['receiver_cores']) for t in runs):.2f} core each; publishing "
-        f"{statistics.median(t['publishing_share'] for t in runs):.0%} of the window, "
-        f"publishers <= {publishers:.2f} core each; machine "
-        f"{statistics.median(t['machine_cores_busy'] for t in runs):.1f}/{CPUS} cores busy",
-        *_flags(runs, saturation),
+        f"CPU {median(_cpu):.2f} s/100k msgs; ms p50 "
+        f"{median(lambda t: t['latency_ms']['p50']):.1f} p99 {median(_p99):.1f} max {worst:.1f}",
+        f"generators <= {max(max(t['receiver_cores']) for t in runs):.2f} core, publishers <= "
+        f"{max(max(t['publisher_cores']) for t in runs):.2f} (publishing "
+        f"{median(lambda t: t['publishing_share']):.0%} of the window); machine "
+        f"{median(lambda t: t['machine_cores_busy']):.1f}/{CPUS} cores busy",
+        *_flags(runs, saturation, sockets),
     ]
 
 
@@ -157,7 +160,7 @@ def _scenario_rows(s: dict[str, Any]) -> list[Row]:
                 _msgs,
                 "msg/s",
                 ratios=ratios,
-                notes=_notes(sat, True),
+                notes=_notes(sat, True, s["sockets"]),
             )
         )
         rate_ratios = []
@@ -179,7 +182,7 @@ def _scenario_rows(s: dict[str, Any]) -> list[Row]:
                 ratios=rate_ratios,
                 notes=[
                     f"{statistics.median(_msgs(t) for t in rate):,.0f} msg/s",
-                    *_notes(rate, False),
+                    *_notes(rate, False, s["sockets"]),
                 ],
             )
         )

@@ -31,8 +31,8 @@ class Plan:
     # fan-out: (sockets, tenants, all four relays? else docpulse and the minimal relay only)
     fanout_scenarios: tuple[tuple[int, int, bool], ...] = ()
     fanout_repeats: int = 3  # interleaved repetitions of each fan-out trial
-    fanout_rate_s: float = 2.0  # seconds of a fixed-rate trial
-    fanout_burst_deliveries: int = 60_000  # messages to deliver per saturation burst
+    fanout_rate_s: float = 1.0  # seconds of a fixed-rate trial
+    fanout_burst_deliveries: int = 30_000  # messages to deliver per saturation burst (at most)
     fanout_cycles: int = 10_000  # connect/disconnect cycles of the memory check
     fanout_receivers: int = 4  # load-generator processes
     fanout_publishers: int = 2  # publisher processes at saturation (fixed rate: one)
