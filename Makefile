@@ -33,12 +33,12 @@ format: $(STAMP)
 
 ## make bench: benchmarks on an embedded server; one table, raw JSON in bench/results/ (< 15 min)
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -c 'import socketio, broadcaster' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 ## make bench-quick: the same, everything smaller (< 2 min)
 bench-quick: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -c 'import socketio, broadcaster' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import sys
 import time
 from typing import Any, Final
@@ -24,6 +25,7 @@ from bench import fanout_rows
 from bench.fanout_arms import ARMS, DOCPULSE, WEB_CLIENT_NAME, Arm, start_arm
 from bench.fanout_procs import speakers
 from bench.fanout_trials import Bench, Scenario
+from bench.processes import REPO_ROOT
 from bench.suite import BenchContext, Plan, SuiteResult
 
 DELIVERIES_PER_S: Final = 10_000  # the fixed-rate trial: this many messages/s to deliver ...
@@ -69,6 +71,7 @@ async def run(ctx: BenchContext) -> SuiteResult:
             scenarios.append(measured)
         raw["scenarios"] = scenarios
         raw["cycles"] = await _cycles(bench, arms[DOCPULSE], plan.fanout_cycles)
+        raw["uncommitted"] = _uncommitted()
         print(f"  fan-out cycles: {raw['cycles']['seconds']:.0f} s", file=sys.stderr)
     return fanout_rows.result(raw, plan)
 
@@ -147,6 +150,18 @@ def _burst(plan: Plan, scenario: Scenario, earlier: list[dict[str, Any]]) -> int
 async def _web_clients(redis: Redis) -> int:
     """docpulse web's connections to Redis: CLIENT LIST entries named `bench-web`."""
     return sum(1 for client in await redis.client_list() if client.get("name") == WEB_CLIENT_NAME)
+
+
+def _uncommitted() -> list[str]:
+    """Files of the measured code (app, docpulse) that differ from the commit in the title."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app", "docpulse"],
+            capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [line[3:] for line in out.stdout.splitlines()]
 
 
 async def _cycles(bench: Bench, arm: Arm, count: int) -> dict[str, Any]:

@@ -300,4 +300,7 @@ def result(raw: dict[str, Any], plan: Plan) -> SuiteResult:
     largest = max(raw["scenarios"], key=lambda s: (s["sockets"], len(s["arms"])))
     rows += _idle_rows(largest)
     rows += _scaling_rows(raw)
-    return SuiteResult(rows=rows, raw=raw, legend=LEGEND)
+    legend = LEGEND
+    if raw["uncommitted"]:
+        legend += f" docpulse ran with uncommitted changes in: {', '.join(raw['uncommitted'])}."
+    return SuiteResult(rows=rows, raw=raw, legend=legend)
