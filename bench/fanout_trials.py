@@ -111,15 +111,15 @@ class Bench:
         self, arm: Arm, scenario: Scenario, *, events: int, rate: float | None
     ) -> dict[str, Any]:
         trial = self.next_trial()
-        started = [r.ask("start", trial=trial, arm=arm.name) for r in self.receivers]
-        alive = sum([reply["alive"] for reply in await asyncio.gather(*started)])
+        starting = [r.ask("start", trial=trial, arm=arm.name) for r in self.receivers]
+        alive = sum([reply["alive"] for reply in await asyncio.gather(*starting)])
         # a socket the relay dropped (the row counts it) is not waited for
         expected = events * alive // scenario.tenants
         receivers_cpu = [r["cpu"] for r in [await r.ask("count") for r in self.receivers]]
         server_cpu, machine = arm.server.cpu(), machine_busy_seconds()
         publishers = self.publishers[:1] if rate else self.publishers
         published = await self._publish(arm, scenario, trial, events, rate, publishers)
-        delivered = await self._drain(expected)
+        await self._drain(expected)
         server_cpu = arm.server.cpu() - server_cpu
         machine = machine_busy_seconds() - machine
         stats = [
@@ -128,6 +128,7 @@ class Bench:
         latencies = np.concatenate(
             [np.fromfile(self._path(i), dtype=np.float32) for i in range(len(self.receivers))]
         )
+        delivered = sum(s["count"] for s in stats)  # late arrivals after the drain included
         started = min(p["started"] for p in published)
         window = max([s["last"] for s in stats if s["count"]] or [time.time()]) - started
         publishing = max(p["ended"] for p in published) - started
@@ -181,16 +182,16 @@ class Bench:
             )
         )  # fmt: skip
 
-    async def _drain(self, expected: int) -> int:
+    async def _drain(self, expected: int) -> None:
         last, last_change = -1, time.monotonic()
         while True:
             total = sum([int((await r.ask("count"))["count"]) for r in self.receivers])
             if total >= expected:
-                return total
+                return
             if total != last:
                 last, last_change = total, time.monotonic()
             elif time.monotonic() - last_change > STALL_S:
-                return total
+                return
             await asyncio.sleep(POLL_S)
 
 
