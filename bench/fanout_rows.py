@@ -300,7 +300,7 @@ def result(raw: dict[str, Any], plan: Plan) -> SuiteResult:
     largest = max(raw["scenarios"], key=lambda s: (s["sockets"], len(s["arms"])))
     rows += _idle_rows(largest)
     rows += _scaling_rows(raw)
-    legend = LEGEND
+    legend = f"{LEGEND} Fan-out rows: the median of {plan.fanout_repeats} repetitions."
     if raw["uncommitted"]:
         legend += f" docpulse ran with uncommitted changes in: {', '.join(raw['uncommitted'])}."
     return SuiteResult(rows=rows, raw=raw, legend=legend)
