@@ -3,7 +3,7 @@
 `python -m bench.fanout_load` reads one JSON command per line on stdin and answers each with one
 JSON line on stdout (`bench.fanout_procs.Receivers` drives it):
 
-- `connect`: open sockets to a relay (`kind`: docpulse, plain or socketio), wait until each is
+- `connect`: open sockets to relays (`kind`: docpulse, plain or socketio), wait until each is
   ready (docpulse: its `ready` frame; Socket.IO: the namespace's CONNECT; plain: the upgrade);
 - `start`: count from now on only events of this trial (their `document_id` is the trial's id)
   and record each one's latency, now minus the event's `ts`; answers how many of the arm's
@@ -115,8 +115,14 @@ class Load:
                 raise RuntimeError(f"Socket.IO did not connect: {reply[:80]}")
         return Socket(ws)
 
-    async def connect(self, arm: str, kind: str, sockets: list[list[Any]]) -> dict[str, Any]:
-        """`sockets`: [url, token or null, count] triples."""
+    async def connect(self, arms: list[dict[str, Any]]) -> dict[str, Any]:
+        """Open sockets to several relays side by side: `arms` are {arm, kind, sockets} with
+        `sockets` as [url, token or null, count] triples. Answers each arm's seconds."""
+        seconds = await asyncio.gather(*(self._connect(**arm) for arm in arms))
+        return {"seconds": {arm["arm"]: s for arm, s in zip(arms, seconds, strict=True)}}
+
+    async def _connect(self, arm: str, kind: str, sockets: list[list[Any]]) -> float:
+        began = time.perf_counter()
         opened = self.arms.setdefault(arm, [])
         jobs = [(url, token) for url, token, count in sockets for _ in range(count)]
 
@@ -126,7 +132,7 @@ class Load:
             opened.append(sock)
 
         await _bounded([partial(one, url, token) for url, token in jobs], CONNECT_CONCURRENCY)
-        return {"connected": len(opened)}
+        return time.perf_counter() - began
 
     async def close(self, arm: str) -> dict[str, Any]:
         sockets = self.arms.pop(arm, [])

@@ -59,8 +59,9 @@ class Bench:
         self._trial += 1
         return self._trial
 
-    async def connect(self, arm: Arm, scenario: Scenario) -> float:
-        """Open the scenario's sockets to `arm`, spread over the receivers; seconds taken."""
+    async def connect(self, arms: list[Arm], scenario: Scenario) -> dict[str, float]:
+        """Open the scenario's sockets to every arm at once, spread over the receivers; the
+        seconds each arm took."""
         plans: list[dict[str, int]] = [{} for _ in self.receivers]
         index = 0
         for tenant in scenario.tenant_ids:
@@ -68,14 +69,16 @@ class Bench:
                 plan = plans[index % len(plans)]
                 plan[tenant] = plan.get(tenant, 0) + 1
                 index += 1
-        began = time.perf_counter()
-        await asyncio.gather(
+        replies = await asyncio.gather(
             *(
-                r.ask("connect", arm=arm.name, kind=arm.kind, sockets=_triples(arm, plan))
+                r.ask("connect", arms=[
+                    {"arm": arm.name, "kind": arm.kind, "sockets": _triples(arm, plan)}
+                    for arm in arms
+                ])
                 for r, plan in zip(self.receivers, plans, strict=True)
             )
-        )
-        return time.perf_counter() - began
+        )  # fmt: skip
+        return {arm.name: max(reply["seconds"][arm.name] for reply in replies) for arm in arms}
 
     async def close(self, arm: Arm) -> None:
         await asyncio.gather(*(r.ask("close", arm=arm.name) for r in self.receivers))
