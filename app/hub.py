@@ -90,16 +90,29 @@ class Hub:
             channel = self._channels[name] = Channel(tenant_id, self._keys.tenant(tenant_id))
         channel.sinks.add(sink)  # before any await: `leave` undoes whatever part of this ran
         if first:
-            await self._subscribe(name)
+            self._start(self._subscribe(name))
         async with asyncio.timeout(self._join_timeout_s):
             await channel.confirmed.wait()
 
-    async def _subscribe(self, name: bytes) -> None:
-        async with self._lock:
-            self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
-            await self._pubsub.subscribe(name)
+    # SUBSCRIBE and UNSUBSCRIBE run in tasks of the hub, in the order asked (the lock is FIFO),
+    # never in a socket's handler: a handler then does no Redis I/O when its socket goes away.
 
-    async def leave(self, tenant_id: str, sink: Sink) -> None:
+    async def _subscribe(self, name: bytes) -> None:
+        self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
+        try:
+            async with self._lock:
+                await self._pubsub.subscribe(name)
+        except (RedisError, OSError) as exc:  # the reader resubscribes once Redis is back
+            logger.warning("hub could not subscribe %r (%s)", name, type(exc).__name__)
+
+    async def _unsubscribe(self, name: bytes) -> None:
+        try:
+            async with self._lock:
+                await self._pubsub.unsubscribe(name)
+        except (RedisError, OSError) as exc:
+            logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
+
+    def leave(self, tenant_id: str, sink: Sink) -> None:
         name = self._name(tenant_id)
         channel = self._channels.get(name)
         if channel is None:
@@ -107,11 +120,7 @@ class Hub:
         channel.sinks.discard(sink)
         if not channel.sinks:
             del self._channels[name]
-            try:
-                async with self._lock:
-                    await self._pubsub.unsubscribe(name)
-            except (RedisError, OSError) as exc:
-                logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
+            self._start(self._unsubscribe(name))
 
     # reading -----------------------------------------------------------------------------------
 

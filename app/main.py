@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from app import api, health, openapi, pages, relay
+from app import api, health, openapi, pages, relay, shutdown
 from app.appkeys import KEYS, SETTINGS, SOCKETS
 from app.errors import error_middleware
 from app.metrics import metrics_middleware
@@ -32,7 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     app[KEYS] = Keys(settings.namespace)
     app[SOCKETS] = set()
     app.cleanup_ctx.extend([redis_ctx, hub_ctx])
-    app.on_shutdown.append(relay.close_sockets)
+    app.on_shutdown.append(shutdown.close_sockets)
     app.router.add_routes(api.routes)
     app.router.add_routes(health.routes)
     app.router.add_get("/ws", relay.relay)

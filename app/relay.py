@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from app import auth
 from app.appkeys import HUB, KEYS, REDIS, SETTINGS, SOCKETS
 from app.channel import stamp_of
-from app.connection import Connection, close_within
+from app.connection import Connection
 from app.errors import json_error
 from app.frames import PONG, Frame, Ready, Resync, encode
 from app.metrics import WS_CONNECTIONS, WS_REFUSED
@@ -145,15 +145,8 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
             opener.cancel()
             await asyncio.gather(opener, return_exceptions=True)
     finally:
-        await hub.leave(tenant_id, conn)
+        hub.leave(tenant_id, conn)
         await conn.stop()
         sockets.discard(ws)
         WS_CONNECTIONS.labels(tenant_id).dec()
     return ws
-
-
-async def close_sockets(app: web.Application) -> None:
-    """on_shutdown: every open socket is closed with 1001 GOING_AWAY."""
-    sockets = app[SOCKETS]
-    closing = [close_within(ws, WSCloseCode.GOING_AWAY, b"server shutdown") for ws in list(sockets)]
-    await asyncio.gather(*closing, return_exceptions=True)

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from app.main import create_app
 from app.openapi import PATHS
+from app.pages import routes as pages_routes
 from docpulse.settings import Settings
 from tests.conftest import run_burst
 from tests.webtools import bearer, keyed
@@ -143,12 +145,22 @@ async def test_errors_of_the_router_are_json_too(client: TestClient) -> None:
 
 
 def test_openapi_describes_every_route_and_nothing_else(settings: Settings) -> None:
+    """Every machine-facing route; the dashboard's HTML pages and /static are not the API."""
     app = create_app(keyed(settings))
+    only_pages = web.Application()
+    only_pages.router.add_routes(pages_routes)
+    pages = {
+        (route.resource.canonical, route.method.lower())
+        for route in only_pages.router.routes()
+        if route.resource is not None
+    }
     served = {
         (route.resource.canonical, route.method.lower())
         for route in app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
-    }
+        if route.method != "HEAD"
+        and route.resource is not None
+        and not route.resource.canonical.startswith("/static")
+    } - pages
     described = {(path, method) for path, ops in PATHS.items() for method in ops}
     assert served == described
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 from rich.console import Console
 
-from app import relay
+from app import shutdown
 from app.client import submit_over_http
 from app.main import create_app
 from app.upload import Upload
@@ -235,7 +235,7 @@ async def test_when_the_socket_drops_the_document_record_decides(
         return "queued" in "".join(printed)
 
     await eventually(uploaded)
-    await relay.close_sockets(app)  # 1001: no event reaches the client from now on
+    await shutdown.close_sockets(app)  # 1001: no event reaches the client from now on
     await run_burst(settings)
     async with asyncio.timeout(10):
         assert await following == 0

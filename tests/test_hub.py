@@ -48,7 +48,7 @@ async def test_leaving_and_joining_again_at_once_still_delivers(
         await eventually(lambda: hub.sinks_of("acme") == 1)
         joining.cancel()
         await asyncio.wait([joining])
-        await hub.leave("acme", first)
+        hub.leave("acme", first)
         await hub.join("acme", second)
         await publish(redis, keys, 1)
         await eventually(lambda: len(second.frames) == 1)

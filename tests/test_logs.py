@@ -62,12 +62,21 @@ async def boom(request: web.Request) -> web.Response:
     raise RuntimeError("kaput")
 
 
+class RunAppLikeServer(TestServer):
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        kwargs["handler_cancellation"] = False  # web.run_app's default
+        return await super()._make_runner(**kwargs)
+
+
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
     app = create_app(keyed(settings))
     app.router.add_get("/boom", boom)
-    server = TestServer(app)
-    await server.start_server(access_log_class=RequestLog)  # as `docpulse web` runs it
+    # as `docpulse web` (web.run_app) runs it: its own access log, and handlers that finish
+    # even when the client has gone (aiohttp's test server would cancel them, and with them
+    # the access line of a WebSocket that the client closed)
+    server = RunAppLikeServer(app)
+    await server.start_server(access_log_class=RequestLog)
     return await aiohttp_client(server)
 
 
