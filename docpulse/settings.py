@@ -46,6 +46,9 @@ class Settings:
     # WORKER_POLL_DELAY: seconds between the worker's looks at the queue (a stage's successor
     # waits up to this long; arq's own default, 0.5 s, would add a second per document)
     poll_delay_s: float = 0.1
+    # WORKER_SHUTDOWN_WAIT: seconds a worker told to stop (SIGTERM) lets running jobs finish
+    # before it hands them back to run again; under the 30 s a Procfile host allows
+    shutdown_wait_s: int = 20
     # WORKER_HEALTH_CHECK_INTERVAL: seconds between the worker's `arq --check` heartbeats
     health_check_interval_s: float = 10.0
     # PROGRESS_INTERVAL: minimum seconds between two progress events of one job
@@ -142,6 +145,7 @@ _ENV_NAMES = {
     "redis_retry_s": "REDIS_RETRY",
     "job_timeout_s": "JOB_TIMEOUT",
     "poll_delay_s": "WORKER_POLL_DELAY",
+    "shutdown_wait_s": "WORKER_SHUTDOWN_WAIT",
     "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
     "progress_interval_s": "PROGRESS_INTERVAL",
     "result_ttl_s": "RESULT_TTL",

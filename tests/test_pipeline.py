@@ -360,3 +360,39 @@ async def test_stage_work_runs_off_the_event_loop_so_other_jobs_move_meanwhile(
         lambda ev: ended(first.document_id, ev) and ended(second.document_id, ev)
     )
     assert [e.event for e in events if e.is_terminal][-2:] == ["embed_done", "embed_done"]
+
+
+async def test_a_worker_told_to_stop_lets_its_running_job_finish(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    import signal
+
+    from workers.worker import create_worker
+
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "plain.txt")
+    second = await submit(settings, redis, DATA / "notes.md")
+    with BlockingEmbedder() as embedder:
+        worker = create_worker(
+            with_settings(settings, worker_concurrency=1),
+            embedder=embedder, handle_signals=False, poll_delay=0.05,
+        )  # fmt: skip
+        running = asyncio.create_task(worker.async_run())
+        await embedder.wait_entered()
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)  # what SIGTERM does
+        embedder.release()  # the job finishes within WORKER_SHUTDOWN_WAIT
+        async with asyncio.timeout(15):
+            await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    mine = [e for e in events if e.document_id == doc.document_id]
+    assert [e.event for e in mine if e.is_terminal] == ["parse_done", "chunk_done", "embed_done"]
+    assert not [e for e in mine if e.note or e.attempt > 1]  # never interrupted
+    # the stopping worker took no new job: the other document's embed waits for the next worker
+    records = Records(redis, Keys(settings.namespace))
+    stored = await records.get_document("acme", second.document_id)
+    assert stored is not None
+    assert stored.embed_job is not None
+    waiting = await records.get_job("acme", stored.embed_job)
+    assert waiting is not None
+    assert waiting.state == "queued"

@@ -101,6 +101,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_jobs": settings.worker_concurrency,
         "health_check_interval": settings.health_check_interval_s,
         "poll_delay": settings.poll_delay_s,
+        # on SIGTERM: take no new job, let running ones finish for this long, then hand them back
+        "job_completion_wait": settings.shutdown_wait_s,
         "allow_abort_jobs": True,
         "keep_result": 3600,
     }
