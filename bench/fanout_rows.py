@@ -3,6 +3,7 @@ repetition (the median of the per-repetition ratios, with the lowest and highest
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Callable
@@ -56,7 +57,12 @@ def _p99(t: Trial) -> float:
 def _ratio(
     mine: list[Trial], theirs: list[Trial], pick: Pick, baseline: str, says: str, meets: Any = None
 ) -> Ratio:
-    ratios = [pick(a) / pick(b) for a, b in zip(mine, theirs, strict=True)]
+    pairs = [(pick(a), pick(b)) for a, b in zip(mine, theirs, strict=True)]
+    ratios = [a / b for a, b in pairs if b > 0 and not math.isnan(a)]  # nan > 0 is False too
+    if len(ratios) < len(pairs):  # a relay that delivered nothing in a repetition
+        says += f" ({len(pairs) - len(ratios)} of {len(pairs)} repetitions without a figure)"
+    if not ratios:
+        return Ratio(baseline, math.nan, says)
     value = statistics.median(ratios)
     target = None if meets is None else bool(meets(value))
     return Ratio(baseline, value, says, target, min(ratios), max(ratios))

@@ -9,6 +9,7 @@ arrival; the server's CPU is read from /proc before and after.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,7 @@ class Bench:
             "messages_per_s": delivered / window,
             "server_cpu_s": server_cpu,
             "machine_cores_busy": machine / window,
-            "server_cpu_per_100k": server_cpu / max(delivered, 1) * 1e5,
+            "server_cpu_per_100k": server_cpu / delivered * 1e5 if delivered else math.nan,
             "latency_ms": _percentiles(latencies),
             "publishing_share": publishing / window,
             "publisher_cores": [p["cpu"] / window for p in published],
