@@ -109,9 +109,10 @@ class Channel:
 
     def deliver(self, seq: int, payload: bytes) -> None:
         frame = Frame(payload)  # framed once, whatever the number of sockets
-        for sink in list(self.sinks):
-            if sink.offer(seq, frame):
-                metrics.EVENTS_RELAYED.inc()
-            else:
-                metrics.EVENTS_DROPPED.inc()
-                self.sinks.discard(sink)
+        refused = [sink for sink in self.sinks if not sink.offer(seq, frame)]
+        for sink in refused:
+            self.sinks.discard(sink)
+        # counted once per event, not per socket: a metric's lock per delivery showed in profiles
+        metrics.EVENTS_RELAYED.inc(len(self.sinks))
+        if refused:
+            metrics.EVENTS_DROPPED.inc(len(refused))
