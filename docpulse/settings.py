@@ -42,10 +42,10 @@ class Settings:
     # MAX_ATTEMPTS: attempts of a stage interrupted by a shutdown or a Redis outage
     max_attempts: int = 3
     # WORKER_CONCURRENCY: jobs one worker process runs at once
-    worker_concurrency: int = 4
+    worker_concurrency: int = 16
     # WORKER_POLL_DELAY: seconds between the worker's looks at the queue (a stage's successor
     # waits up to this long; arq's own default, 0.5 s, would add a second per document)
-    poll_delay_s: float = 0.1
+    poll_delay_s: float = 0.05
     # WORKER_SHUTDOWN_WAIT: seconds a worker told to stop (SIGTERM) lets running jobs finish
     # before it hands them back to run again; under the 30 s a Procfile host allows
     shutdown_wait_s: int = 20
