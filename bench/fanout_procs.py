@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from bench.processes import REPO_ROOT, STOP_TIMEOUT_S
+from bench.processes import REPO_ROOT, stop_process
 from bench.procstat import cpu_seconds, rss_bytes
 
 START_TIMEOUT_S = 20.0
@@ -47,20 +47,6 @@ async def _spawn(
             stdout=pipe if piped else out, stderr=out,
             preexec_fn=_raise_open_files, limit=2**24,
         )  # fmt: skip
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        async with asyncio.timeout(STOP_TIMEOUT_S):
-            await process.wait()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
 
 
 class Speaker:
@@ -107,7 +93,7 @@ async def speakers(
         for speaker in started:
             if speaker.process.stdin is not None:
                 speaker.process.stdin.close()
-        await asyncio.gather(*(_stop(s.process) for s in started))
+        await asyncio.gather(*(stop_process(s.process) for s in started))
 
 
 class Server:
@@ -153,7 +139,7 @@ async def server(
     try:
         yield Server(process, port, log)
     finally:
-        await _stop(process)
+        await stop_process(process)
 
 
 def free_port() -> int:

@@ -90,10 +90,10 @@ async def start_workers(
             processes.append(process)
         yield Workers(processes, logs)
     finally:
-        await asyncio.gather(*(_stop(p) for p in processes))
+        await asyncio.gather(*(stop_process(p) for p in processes))
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def stop_process(process: asyncio.subprocess.Process) -> None:
     """SIGTERM (arq shuts down gracefully), then SIGKILL after STOP_TIMEOUT_S."""
     if process.returncode is not None:
         return

@@ -124,15 +124,7 @@ class Records:
             created_at=created,
             parse_job=job_id,
         )
-        job = JobRecord(
-            job_id=job_id,
-            document_id=document_id,
-            tenant_id=tenant_id,
-            stage="parse",
-            state="queued",
-            created_at=created,
-            updated_ms=_ms(created),
-        )
+        job = _queued_job(tenant_id, document_id, job_id, "parse", created)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(tk.document(document_id), mapping=_to_hash(msgspec.structs.asdict(doc)))
             pipe.set(tk.document_content(document_id), content)
@@ -219,16 +211,7 @@ class Records:
         job = await self.get_job(tenant_id, job_id)
         if job is not None:
             return job
-        created = now()
-        job = JobRecord(
-            job_id=job_id,
-            document_id=document_id,
-            tenant_id=tenant_id,
-            stage=stage,
-            state="queued",
-            created_at=created,
-            updated_ms=_ms(created),
-        )
+        job = _queued_job(tenant_id, document_id, job_id, stage, now())
         async with self._redis.pipeline(transaction=True) as pipe:
             self._put_job(pipe, tk, job)
             await pipe.execute()
@@ -337,6 +320,20 @@ redis.call('HSET', KEYS[1], 'ended', '1', unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
+
+
+def _queued_job(
+    tenant_id: str, document_id: int, job_id: int, stage: Stage, created: datetime
+) -> JobRecord:
+    return JobRecord(
+        job_id=job_id,
+        document_id=document_id,
+        tenant_id=tenant_id,
+        stage=stage,
+        state="queued",
+        created_at=created,
+        updated_ms=_ms(created),
+    )
 
 
 def _ms(moment: datetime) -> int:
