@@ -22,6 +22,7 @@ from docpulse.embedded import EmbeddedRedis
 from docpulse.events import JobEvent, decode_event
 from docpulse.settings import Settings
 from workers.stages.embed import Embedder
+from workers.worker import DocpulseWorker as Worker
 from workers.worker import create_worker
 
 E2E_TIMEOUT_S = 20
@@ -93,6 +94,14 @@ async def run_burst(settings: Settings, *, embedder: Embedder | None = None, **k
         await worker.async_run()
     finally:
         await worker.close()
+
+
+def start_worker(
+    settings: Settings, *, embedder: Embedder | None = None, **kw: Any
+) -> tuple[Worker, asyncio.Task[None]]:
+    """A real arq worker running in a task of the test (stop it with `await worker.close()`)."""
+    worker = create_worker(settings, embedder=embedder, handle_signals=False, poll_delay=0.05, **kw)
+    return worker, asyncio.create_task(worker.async_run())
 
 
 class Listener:

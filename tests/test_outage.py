@@ -14,10 +14,9 @@ from docpulse.embedded import EmbeddedRedis
 from docpulse.keys import Keys
 from docpulse.records import Records
 from docpulse.settings import Settings
-from tests.conftest import Listener
+from tests.conftest import Listener, start_worker
 from tests.fakes import BlockingEmbedder
 from tests.test_pipeline import ended, submit
-from workers.worker import create_worker
 
 DATA = Path(__file__).parent / "data"
 
@@ -55,10 +54,7 @@ async def test_a_redis_crash_mid_job_is_ridden_out_and_the_job_runs_again(
     try:
         doc = await submit(settings, redis, DATA / "plain.txt")
         with BlockingEmbedder() as embedder:
-            worker = create_worker(
-                settings, embedder=embedder, burst=True, handle_signals=False, poll_delay=0.05
-            )
-            running = asyncio.create_task(worker.async_run())
+            worker, running = start_worker(settings, embedder=embedder, burst=True)
             await embedder.wait_entered()
             persistent_server.kill()
             embedder.release()  # the batch finishes into a dead server

@@ -22,8 +22,8 @@ from docpulse.keys import Keys
 from docpulse.queue import create_arq_pool, submit_document
 from docpulse.records import Records
 from docpulse.settings import Settings
+from tests.conftest import start_worker
 from tests.webtools import bearer, keyed
-from workers.worker import create_worker
 
 DATA = Path(__file__).parent / "data"
 TENANTS = ("acme", "globex")
@@ -122,8 +122,7 @@ async def test_no_socket_misses_or_repeats_an_event_through_repeated_outages(
                 content=(DATA / name).read_bytes(),
             )  # fmt: skip
             documents[tenant].append(doc.document_id)
-    worker = create_worker(settings, handle_signals=False, poll_delay=0.05)
-    working = asyncio.create_task(worker.async_run())
+    worker, working = start_worker(settings)
     try:
         async with diagnosed(records, documents, listeners), asyncio.timeout(17):
             await break_redis(server, settings)

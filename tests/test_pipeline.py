@@ -18,7 +18,7 @@ from docpulse.keys import Keys
 from docpulse.queue import abort_job, create_arq_pool, submit_document
 from docpulse.records import DocumentRecord, Records
 from docpulse.settings import Settings
-from tests.conftest import Listener, run_burst, with_settings
+from tests.conftest import Listener, run_burst, start_worker, with_settings
 from tests.fakes import BlockingEmbedder
 
 DATA = Path(__file__).parent / "data"
@@ -209,13 +209,10 @@ async def test_a_job_past_its_attempts_fails_saying_so(
 async def test_a_job_cut_off_by_a_worker_shutdown_resumes_and_ends_once(
     settings: Settings, redis: Redis, listener: Listener
 ) -> None:
-    from workers.worker import create_worker
-
     await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
     doc = await submit(settings, redis, DATA / "plain.txt")
     with BlockingEmbedder() as embedder:
-        worker = create_worker(settings, embedder=embedder, handle_signals=False, poll_delay=0.05)
-        running = asyncio.create_task(worker.async_run())
+        worker, running = start_worker(settings, embedder=embedder)
         await embedder.wait_entered()
         await worker.close()  # what SIGTERM does: cancel the running job, stop
         await asyncio.gather(running, return_exceptions=True)
@@ -281,18 +278,13 @@ async def test_tenants_never_see_each_others_events_or_records(
 async def test_aborting_a_running_stage_fails_it_once_as_aborted_and_it_never_runs_again(
     settings: Settings, redis: Redis, listener: Listener
 ) -> None:
-    from workers.worker import create_worker
-
     keys = Keys(settings.namespace)
     await listener.subscribe(keys.channel("acme.jobs"))
     doc = await submit(settings, redis, DATA / "plain.txt")
     records = Records(redis, keys)
     arq = await create_arq_pool(settings)
     with BlockingEmbedder() as embedder:
-        worker = create_worker(
-            settings, embedder=embedder, burst=True, handle_signals=False, poll_delay=0.05
-        )
-        running = asyncio.create_task(worker.async_run())
+        worker, running = start_worker(settings, embedder=embedder, burst=True)
         await embedder.wait_entered()
         stored = await records.get_document("acme", doc.document_id)
         assert stored is not None
@@ -335,15 +327,10 @@ async def test_aborting_a_queued_stage_ends_it_at_once_and_no_worker_runs_it(
 async def test_stage_work_runs_off_the_event_loop_so_other_jobs_move_meanwhile(
     settings: Settings, redis: Redis, listener: Listener
 ) -> None:
-    from workers.worker import create_worker
-
     await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
     first = await submit(settings, redis, DATA / "plain.txt")
     with BlockingEmbedder() as embedder:
-        worker = create_worker(
-            settings, embedder=embedder, burst=True, handle_signals=False, poll_delay=0.05
-        )
-        running = asyncio.create_task(worker.async_run())
+        worker, running = start_worker(settings, embedder=embedder, burst=True)
         await embedder.wait_entered()  # the first document's embed holds a thread
         second = await submit(settings, redis, DATA / "report.pdf")
         events = await listener.until(
@@ -367,17 +354,12 @@ async def test_a_worker_told_to_stop_lets_its_running_job_finish(
 ) -> None:
     import signal
 
-    from workers.worker import create_worker
-
     await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
     doc = await submit(settings, redis, DATA / "plain.txt")
     second = await submit(settings, redis, DATA / "notes.md")
     with BlockingEmbedder() as embedder:
-        worker = create_worker(
-            with_settings(settings, worker_concurrency=1),
-            embedder=embedder, handle_signals=False, poll_delay=0.05,
-        )  # fmt: skip
-        running = asyncio.create_task(worker.async_run())
+        one_at_a_time = with_settings(settings, worker_concurrency=1)
+        worker, running = start_worker(one_at_a_time, embedder=embedder)
         await embedder.wait_entered()
         worker.handle_sig_wait_for_completion(signal.SIGTERM)  # what SIGTERM does
         embedder.release()  # the job finishes within WORKER_SHUTDOWN_WAIT
