@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from typing import Final
 
 from aiohttp import web
@@ -21,3 +22,5 @@ RECORDS: Final = web.AppKey("records", Records)
 HUB: Final = web.AppKey("hub", Hub)
 # the open WebSockets, closed with 1001 on shutdown
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+# open WebSockets per tenant on this process, for TENANT_MAX_SOCKETS
+TENANT_SOCKETS: Final = web.AppKey("tenant_sockets", collections.Counter[str])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import secrets
 from dataclasses import replace
@@ -9,7 +10,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from app import api, health, openapi, pages, relay, shutdown
-from app.appkeys import KEYS, SETTINGS, SOCKETS
+from app.appkeys import KEYS, SETTINGS, SOCKETS, TENANT_SOCKETS
 from app.errors import error_middleware
 from app.metrics import metrics_middleware
 from app.requestlog import RequestLog, echo_request_id, request_id_middleware
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[KEYS] = Keys(settings.namespace)
     app[SOCKETS] = set()
+    app[TENANT_SOCKETS] = collections.Counter()
     app.cleanup_ctx.extend([redis_ctx, hub_ctx])
     app.on_shutdown.append(shutdown.close_sockets)
     app.router.add_routes(api.routes)

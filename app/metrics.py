@@ -17,7 +17,8 @@ WS_CONNECTIONS = Gauge(
 )
 WS_REFUSED = Counter(
     "docpulse_ws_refused_total",
-    "WebSocket connections refused before the upgrade, by reason (auth, origin).",
+    "WebSocket connections refused, by reason: auth and origin before the upgrade, "
+    "tenant_cap (closed 1013) after it.",
     ["reason"],
 )
 AUTH_REFUSED = Counter(

@@ -14,7 +14,8 @@ the tenant's history after SEQ, then live events, with no gap and no duplicate. 
 longer reaches back to SEQ, or the epoch changed, the first frame after ready is a resync.
 
 Close codes: 1001 server shutdown, 1003 malformed JSON or binary frame, 1008 unknown op,
-1009 frame over 4096 bytes, 1011 subscription failed, 4008 too slow (queue full).
+1009 frame over 4096 bytes, 1011 subscription failed, 1013 the tenant already holds
+TENANT_MAX_SOCKETS sockets on this process (try again later), 4008 too slow (queue full).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
 from app import auth
-from app.appkeys import HUB, KEYS, REDIS, SETTINGS, SOCKETS
+from app.appkeys import HUB, KEYS, REDIS, SETTINGS, SOCKETS, TENANT_SOCKETS
 from app.channel import stamp_of
 from app.connection import Connection
 from app.errors import json_error
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES: Final = 4096
 PONG_FRAME: Final = Frame(PONG)
+TENANT_CAP_MESSAGE: Final = b"this tenant holds TENANT_MAX_SOCKETS sockets; try again later"
 
 
 class Op(msgspec.Struct, frozen=True):
@@ -121,6 +123,28 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
     # no compression: every socket then takes the same bytes for an event (see app/frames.py)
     # aiohttp refuses a message of exactly max_msg_size bytes: +1 lets one of 4096 bytes through
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES + 1, compress=False)
+    open_sockets, cap = request.app[TENANT_SOCKETS], request.app[SETTINGS].tenant_max_sockets
+    if cap and open_sockets[tenant_id] >= cap:
+        WS_REFUSED.labels("tenant_cap").inc()
+        await ws.prepare(request)
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=TENANT_CAP_MESSAGE)
+        return ws
+    open_sockets[tenant_id] += 1  # before the first await: concurrent handshakes see it
+    try:
+        return await _serve(request, ws, tenant_id, since, epoch)
+    finally:
+        open_sockets[tenant_id] -= 1
+        if not open_sockets[tenant_id]:
+            del open_sockets[tenant_id]
+
+
+async def _serve(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    tenant_id: str,
+    since: int | None,
+    epoch: str,
+) -> web.WebSocketResponse:
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client left during the handshake

@@ -89,11 +89,37 @@ class Settings:
     # LOG_FORMAT: json (one object per line) or text (readable); unset: text under DOCPULSE_DEV,
     # else json. The worker reads it too.
     log_format: str = ""
+    # Per-tenant caps (0 = no cap). Over one, an upload is answered 429 with Retry-After and a
+    # socket is closed with 1013 try again later; nothing already accepted is dropped.
+    # TENANT_MAX_SOCKETS: WebSockets one tenant holds open on one web process
+    tenant_max_sockets: int = 1000
+    # TENANT_UPLOADS_PER_MINUTE: uploads one tenant makes per minute, all web processes together
+    tenant_uploads_per_minute: int = 600
+    # TENANT_MAX_IN_FLIGHT: documents of one tenant queued or running at once
+    tenant_max_in_flight: int = 1000
+    # TENANT_MAX_STORED_BYTES: bytes of uploaded documents one tenant keeps stored
+    tenant_max_stored_bytes: int = 1024 * MiB
+    # UPLOAD_TIMEOUT: seconds an upload's whole body may take to arrive (then 408)
+    upload_timeout_s: float = 120.0
+    # HEADER_TIMEOUT: seconds a client has to send a request's line and headers, a WebSocket
+    # handshake included, and to send the next request on a kept-alive connection
+    header_timeout_s: float = 10.0
 
     def validate_web(self) -> None:
         for name in ("port", "ws_queue_size", "ws_ticket_ttl"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")
+        for name in (
+            "tenant_max_sockets",
+            "tenant_uploads_per_minute",
+            "tenant_max_in_flight",
+            "tenant_max_stored_bytes",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name.upper()} must be 0 (no cap) or more")
+        for name in ("upload_timeout_s", "header_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{_ENV_NAMES[name]} must be more than 0 seconds")
 
     @property
     def log_style(self) -> LogFormat:
@@ -150,6 +176,8 @@ _ENV_NAMES = {
     "progress_interval_s": "PROGRESS_INTERVAL",
     "result_ttl_s": "RESULT_TTL",
     "history_ttl_s": "HISTORY_TTL",
+    "upload_timeout_s": "UPLOAD_TIMEOUT",
+    "header_timeout_s": "HEADER_TIMEOUT",
 }
 _DEFAULTS = Settings()
 
