@@ -3,14 +3,21 @@
 The WebSocket is opened first and its `{"op":"ready",...}` awaited, so no event of the new
 document can be missed; then the file is uploaded (multipart, bearer token). Events move the
 progress bars; the document record (`GET /api/documents/{id}`) is read every 2 s, at once when
-the server says events were lost (`{"op":"resync",...}`), every 0.5 s once the socket dropped,
+the server says events were lost (`{"op":"resync",...}`), every 0.5 s while the socket is down,
 and it has the last word.
+
+A socket the server closes with 1001 (restart), 1011, 1012 or 1013 (try again), or that drops or
+fails to connect, is opened again after a full-jitter delay: the same policy as the browser's
+static/js/live.js (BASE_S, MAX_S, STABLE_S), so thousands of clients do not return together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
+from collections.abc import Callable
 from typing import Final
 
 import aiohttp
@@ -27,6 +34,38 @@ from docpulse.follow import RECORD_CHECK_INTERVAL_S, DocumentProgress, report
 READY_TIMEOUT_S: Final = 10.0
 DROPPED_CHECK_INTERVAL_S: Final = 0.5
 MAX_CHECK_FAILURES: Final = 20  # record checks in a row that may fail before we give up
+# the reconnect policy of static/js/live.js: keep the two the same
+BASE_S: Final = 0.5
+MAX_S: Final = 20.0
+STABLE_S: Final = 10.0  # a socket ready this long resets the backoff
+# 1001 going away, 1006 dropped (no close frame), 1011 server error, 1012 restart, 1013 try later
+RECONNECT_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013})
+
+
+def reconnect_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Full jitter: uniform over [0, min(MAX_S, BASE_S * 2**attempt))."""
+    return rand() * min(MAX_S, BASE_S * 2.0 ** min(attempt, 32))
+
+
+class Backoff:
+    """Reconnect attempts since the last stable socket, and the delay before the next one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.attempt = 0
+        self._clock = clock
+        self._ready_at: float | None = None
+
+    def ready(self) -> None:
+        """A socket got its `ready` frame."""
+        self._ready_at = self._clock()
+
+    def next_delay(self) -> float:
+        if self._ready_at is not None and self._clock() - self._ready_at >= STABLE_S:
+            self.attempt = 0
+        self._ready_at = None
+        delay = reconnect_delay(self.attempt)
+        self.attempt += 1
+        return delay
 
 
 class Control(msgspec.Struct, frozen=True):
@@ -78,7 +117,8 @@ async def _upload(session: aiohttp.ClientSession, upload: Upload) -> Submitted:
     return submitted
 
 
-async def _connect(session: aiohttp.ClientSession) -> ClientWebSocketResponse:
+async def open_socket(session: aiohttp.ClientSession) -> ClientWebSocketResponse:
+    """`session`'s /ws, once its `ready` frame arrived (Refused on 4xx, else Failed)."""
     try:
         ws = await session.ws_connect("/ws", heartbeat=30)
     except aiohttp.WSServerHandshakeError as exc:
@@ -89,6 +129,20 @@ async def _connect(session: aiohttp.ClientSession) -> ClientWebSocketResponse:
         await ws.close()
         raise Failed(f"GET /ws: the server sent no ready frame ({msg.type.name})")
     return ws
+
+
+async def reopen_socket(
+    session: aiohttp.ClientSession, backoff: Backoff
+) -> ClientWebSocketResponse:
+    """/ws again, after a backoff delay before each try, until one is ready (Refused: 4xx)."""
+    while True:
+        await asyncio.sleep(backoff.next_delay())
+        try:
+            ws = await open_socket(session)
+        except (Failed, aiohttp.ClientError, TimeoutError):
+            continue
+        backoff.ready()
+        return ws
 
 
 def _op(data: str) -> str | None:
@@ -155,14 +209,23 @@ async def _watch_record(
 
 
 async def _follow(session: aiohttp.ClientSession, upload: Upload, console: Console) -> str | None:
-    ws = await _connect(session)
+    ws = await open_socket(session)
+    backoff = Backoff()
+    backoff.ready()
     view = DocumentProgress(console)
     stale, dropped = asyncio.Event(), asyncio.Event()
 
     async def read() -> None:
-        await _read_events(ws, view, stale)
-        dropped.set()
-        stale.set()
+        nonlocal ws
+        while True:
+            await _read_events(ws, view, stale)
+            dropped.set()  # the record moves the bars until a socket is back
+            stale.set()
+            if ws.close_code not in RECONNECT_CODES:
+                return
+            ws = await reopen_socket(session, backoff)
+            dropped.clear()
+            stale.set()  # what the gap missed: the record knows
 
     try:
         with view.progress:
