@@ -22,8 +22,10 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     503: "unavailable",
 }
 

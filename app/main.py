@@ -69,6 +69,9 @@ def main(
         host=host,
         port=port or settings.port,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        # aiohttp closes a connection whose request has not fully arrived this long after it
+        # opened (or after the last response): slow-loris headers and WebSocket handshakes
+        keepalive_timeout=settings.header_timeout_s,
         access_log_class=RequestLog,
         print=logger.info,  # "Running on ...": a log line too, not a bare print on stdout
     )

@@ -2,10 +2,13 @@
 
 A declared Content-Length over the limit is refused before any byte of the body is read; a body
 without one (chunked) is counted while it streams in and refused as soon as it passes the limit.
+The whole body must arrive within UPLOAD_TIMEOUT seconds, or the upload is refused with 408 and
+the connection closed: a slow-loris body holds a connection for that long at most.
 """
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -14,6 +17,7 @@ from typing import Final
 from aiohttp import BodyPartReader, StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from app.appkeys import SETTINGS
 from app.errors import json_error
 
 SUPPORTED: Final = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -93,7 +97,20 @@ async def _read_multipart(request: web.Request, limit: int) -> Upload:
 
 
 async def read_upload(request: web.Request, limit: int) -> Upload:
-    """The document of an upload request; 400, 413 or 415 JSON errors for what cannot be taken."""
+    """The document of an upload request; 400, 408, 413 or 415 JSON errors for what cannot be
+    taken."""
+    timeout_s = request.app[SETTINGS].upload_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_upload(request, limit)
+    except TimeoutError:
+        message = f"the upload did not arrive within {timeout_s:g} s (UPLOAD_TIMEOUT)"
+        raise json_error(
+            web.HTTPRequestTimeout, "upload_timeout", message, headers={"Connection": "close"}
+        ) from None
+
+
+async def _read_upload(request: web.Request, limit: int) -> Upload:
     multipart = request.content_type.startswith("multipart/")
     declared = request.content_length
     if declared is not None and declared > limit + (MULTIPART_SLACK if multipart else 0):
