@@ -11,6 +11,7 @@ from aiohttp import web
 
 from app import auth
 from app.appkeys import ARQ, HUB, KEYS, RECORDS, REDIS, SETTINGS
+from app.caps import check_early, too_many
 from app.errors import json_error
 from app.upload import read_upload
 from app.views import (
@@ -26,6 +27,7 @@ from app.views import (
 )
 from docpulse.events import STAGES
 from docpulse.queue import submit_document
+from docpulse.quota import CapExceeded, Caps
 from docpulse.records import DocumentRecord
 
 
@@ -59,13 +61,19 @@ async def _document(request: web.Request, tenant_id: str) -> DocumentRecord:
 
 
 async def upload_document(request: web.Request) -> web.Response:
+    """Over a tenant cap: 429 with Retry-After, before reading the body when the cap allows."""
     tenant_id = _tenant(request)
-    upload = await read_upload(request, request.app[SETTINGS].max_document_bytes)
     app = request.app
-    doc, job = await submit_document(
-        app[RECORDS], app[ARQ], app[KEYS], tenant_id,
-        filename=upload.filename, content_type=upload.content_type, content=upload.content,
-    )  # fmt: skip
+    caps = Caps.of(app[SETTINGS])
+    await check_early(request, tenant_id, caps)
+    upload = await read_upload(request, app[SETTINGS].max_document_bytes)
+    try:
+        doc, job = await submit_document(
+            app[RECORDS], app[ARQ], app[KEYS], tenant_id, caps=caps,
+            filename=upload.filename, content_type=upload.content_type, content=upload.content,
+        )  # fmt: skip
+    except CapExceeded as exc:
+        raise too_many(exc.refusal) from None
     return json_response(Submitted(doc.document_id, job.job_id), status=202)
 
 

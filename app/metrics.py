@@ -21,6 +21,11 @@ WS_REFUSED = Counter(
     "tenant_cap (closed 1013) after it.",
     ["reason"],
 )
+TENANT_REFUSED = Counter(
+    "docpulse_tenant_refused_total",
+    "Uploads refused with a 429 by a per-tenant cap: uploads_per_minute, in_flight, stored_bytes.",
+    ["cap"],
+)
 AUTH_REFUSED = Counter(
     "docpulse_auth_refused_total",
     "Requests refused with a 401, by reason (missing, malformed, expired, invalid, ticket).",

@@ -11,10 +11,31 @@ from app.upload import SUPPORTED
 Op = dict[str, Any]
 _ERROR: Final = {"$ref": "#/components/responses/Error"}
 _AUTH_ERRORS: Final = {"401": _ERROR, "404": _ERROR}
+_CAPPED: Final = {"$ref": "#/components/responses/Capped"}
 
 
 # the ranges the handlers accept (app/api.py); `limit`'s maximum differs per route
 _BOUNDS: Final = {"id": (1, 10**18 - 1), "offset": (0, 10**9), "since": (0, 2**53)}
+
+
+_CAPPED_SCHEMA: Final = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "retry_after", "limit"],
+            "properties": {
+                "code": {
+                    "enum": ["tenant_rate_limited", "tenant_in_flight_cap", "tenant_storage_cap"]
+                },
+                "message": {"type": "string"},
+                "retry_after": {"type": "integer", "minimum": 1},
+                "limit": {"type": "integer", "minimum": 1},
+            },
+        }
+    },
+}
 
 
 def _op(
@@ -42,7 +63,7 @@ def _upload() -> Op:
     op["parameters"] = [{"name": "filename", "in": "query", "schema": {"type": "string"}}]
     op["description"] = f"multipart field `file`, or the raw body with ?filename=. {SUPPORTED}"
     op["requestBody"] = {"content": {"multipart/form-data": {}, "application/octet-stream": {}}}
-    op["responses"].update({"400": _ERROR, "413": _ERROR, "415": _ERROR})
+    op["responses"].update({"400": _ERROR, "413": _ERROR, "415": _ERROR, "429": _CAPPED})
     return op
 
 
@@ -76,7 +97,13 @@ PATHS: Final[dict[str, dict[str, Op]]] = {
     "/api/events": {"get": _events()},
     "/api/jobs/{job_id}": {"get": _op("A job record", "200", params=("job_id",))},
     "/api/ws-tickets": {"post": _op("A single-use ticket for /ws?ticket=", "201")},
-    "/ws": {"get": _op("Live job events (WebSocket; bearer token or ?ticket=)", "101")},
+    "/ws": {
+        "get": _op(
+            "Live job events (WebSocket; bearer token or ?ticket=); a tenant over "
+            "TENANT_MAX_SOCKETS on this process is upgraded, then closed with 1013",
+            "101",
+        )
+    },
     "/livez": {"get": _op("The process is alive", "200", secure=False)},
     "/readyz": {"get": _op("Redis answers (503 if not)", "200", secure=False)},
     "/metrics": {"get": _op("Prometheus metrics", "200", secure=False)},
@@ -94,7 +121,16 @@ SPEC: Final = {
             "Error": {
                 "description": 'JSON error: {"error": {"code": ..., "message": ...}}',
                 "content": {"application/json": {"schema": {"type": "object"}}},
-            }
+            },
+            "Capped": {
+                "description": "Over a per-tenant cap (uploads per minute, documents in flight, "
+                "stored bytes): the error code says which, `retry_after` (seconds) when to try "
+                "again, and `limit` the cap",
+                "headers": {
+                    "Retry-After": {"schema": {"type": "integer", "minimum": 1}},
+                },
+                "content": {"application/json": {"schema": _CAPPED_SCHEMA}},
+            },
         },
     },
 }

@@ -69,8 +69,49 @@ class TenantKeys:
         """Sorted set of the tenant's job ids, scored by last update (ms since the epoch)."""
         return f"{self._base}:jobs"
 
+    @property
+    def uploads(self) -> str:
+        """Sorted set of the document ids uploaded in the last minute, scored by upload time (ms):
+        the sliding window of TENANT_UPLOADS_PER_MINUTE."""
+        return f"{self._base}:uploads"
+
+    @property
+    def in_flight(self) -> str:
+        """Set of the ids of the tenant's documents queued or running (TENANT_MAX_IN_FLIGHT)."""
+        return f"{self._base}:in_flight"
+
+    @property
+    def stored_sizes(self) -> str:
+        """Hash of each stored document's id to its size in bytes (TENANT_MAX_STORED_BYTES)."""
+        return f"{self._base}:stored"
+
+    @property
+    def stored_bytes(self) -> str:
+        """The sum of `stored_sizes`, changed only together with it."""
+        return f"{self._base}:stored_bytes"
+
+    @property
+    def stored_expiry(self) -> str:
+        """Sorted set of stored document ids, scored by when RESULT_TTL expires them (ms)."""
+        return f"{self._base}:stored_expiry"
+
+    def quota(self) -> tuple[str, str, str, str, str]:
+        """The keys of the upload caps, in the order docpulse.quota's scripts take them."""
+        return (
+            self.uploads,
+            self.in_flight,
+            self.stored_sizes,
+            self.stored_bytes,
+            self.stored_expiry,
+        )
+
+    @property
+    def document_prefix(self) -> str:
+        """A document record's key without its id (the caps' script looks records up by id)."""
+        return f"{self._base}:doc:"
+
     def document(self, document_id: int) -> str:
-        return f"{self._base}:doc:{document_id}"
+        return f"{self.document_prefix}{document_id}"
 
     def document_content(self, document_id: int) -> str:
         return f"{self._base}:doc:{document_id}:content"

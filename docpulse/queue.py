@@ -27,6 +27,7 @@ from docpulse.bus import EventBus
 from docpulse.connections import arq_redis_settings
 from docpulse.events import Stage, make_event
 from docpulse.keys import Keys
+from docpulse.quota import NO_CAPS, Caps
 from docpulse.records import DocumentRecord, JobRecord, Records, now
 from docpulse.settings import Settings
 from docpulse.tenants import topic_for
@@ -89,10 +90,16 @@ async def submit_document(
     filename: str,
     content_type: str,
     content: bytes,
+    caps: Caps = NO_CAPS,
 ) -> tuple[DocumentRecord, JobRecord]:
-    """Store a document and enqueue its parse job."""
+    """Store a document and enqueue its parse job.
+
+    Raises docpulse.quota.CapExceeded, having stored nothing, when the document would pass one of
+    `caps` (the API passes the tenant caps; the CLI and `ingest_document` pass none). Either way
+    the document counts in the tenant's caps.
+    """
     doc, job = await records.create_document(
-        tenant_id, filename=filename, content_type=content_type, content=content
+        tenant_id, filename=filename, content_type=content_type, content=content, caps=caps
     )
     await enqueue_stage(arq, keys, job)
     return doc, job

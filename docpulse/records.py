@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from docpulse.events import STAGES, Stage
 from docpulse.keys import Keys, TenantKeys
+from docpulse.quota import ADMIT_LUA, NO_CAPS, CapExceeded, Caps, Quota, Refusal
 
 JobState = Literal["queued", "running", "retrying", "done", "failed"]
 DocumentState = Literal["queued", "running", "done", "failed"]
@@ -101,6 +102,8 @@ class Records:
         self._keys = keys
         self._ttl_s = ttl_s
         self._end_job = redis.register_script(_END_JOB)
+        self._create = redis.register_script(_CREATE)
+        self.quota = Quota(redis, keys)
 
     def _tenant(self, tenant_id: str) -> TenantKeys:
         return self._keys.tenant(tenant_id)
@@ -108,9 +111,19 @@ class Records:
     # documents ---------------------------------------------------------------------------------
 
     async def create_document(
-        self, tenant_id: str, *, filename: str, content_type: str, content: bytes
+        self,
+        tenant_id: str,
+        *,
+        filename: str,
+        content_type: str,
+        content: bytes,
+        caps: Caps = NO_CAPS,
     ) -> tuple[DocumentRecord, JobRecord]:
-        """Store a new document and the record of its queued parse job."""
+        """Store a new document and the record of its queued parse job, within `caps`.
+
+        Raises CapExceeded, having stored nothing, when the document would pass one of them. Every
+        document counts in the tenant's caps (docpulse/quota.py), whatever `caps` it was made with.
+        """
         tk = self._tenant(tenant_id)
         document_id = int(await self._redis.incr(self._keys.document_ids))
         job_id = int(await self._redis.incr(self._keys.job_ids))
@@ -125,12 +138,28 @@ class Records:
             parse_job=job_id,
         )
         job = _queued_job(tenant_id, document_id, job_id, "parse", created)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(tk.document(document_id), mapping=_to_hash(msgspec.structs.asdict(doc)))
-            pipe.set(tk.document_content(document_id), content)
-            pipe.zadd(tk.documents, {str(document_id): document_id})
-            self._put_job(pipe, tk, job)
-            await pipe.execute()
+        doc_fields = _flat(msgspec.structs.asdict(doc))
+        keys = [
+            tk.document(document_id),
+            tk.document_content(document_id),
+            tk.documents,
+            tk.job(job_id),
+            tk.jobs_by_update,
+            *tk.quota(),
+        ]
+        args = [
+            *caps.args(self._keys, tenant_id),
+            document_id,
+            job_id,
+            job.updated_ms,
+            content,
+            len(doc_fields),
+            *doc_fields,
+            *_flat(msgspec.structs.asdict(job)),
+        ]
+        refusal = Refusal.of_reply(await self._create(keys=keys, args=args))
+        if refusal is not None:
+            raise CapExceeded(refusal)
         return doc, job
 
     async def get_document(self, tenant_id: str, document_id: int) -> DocumentRecord | None:
@@ -155,11 +184,14 @@ class Records:
         return docs, total
 
     async def update_document(self, tenant_id: str, document_id: int, **fields: Any) -> None:
-        key = self._tenant(tenant_id).document(document_id)
+        tk = self._tenant(tenant_id)
+        key = tk.document(document_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=_to_hash(fields))
             for name in [n for n, v in fields.items() if v is None]:
                 pipe.hdel(key, name)
+            if fields.get("state") in ("done", "failed"):
+                pipe.srem(tk.in_flight, str(document_id))
             await pipe.execute()
 
     async def delete_document(self, tenant_id: str, document_id: int) -> bool:
@@ -173,17 +205,14 @@ class Records:
             pipe.zrem(tk.documents, str(document_id))
             if job_ids:
                 pipe.zrem(tk.jobs_by_update, *(str(j) for j in job_ids))
+            await self.quota.release(pipe, tenant_id, document_id)
             await pipe.execute()
         return True
 
     async def expire_document(self, tenant_id: str, document_id: int) -> None:
         """Start the retention clock (RESULT_TTL) on a finished document's data."""
-        if self._ttl_s <= 0:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in self._tenant(tenant_id).document_data(document_id):
-                pipe.expire(key, self._ttl_s)
-            await pipe.execute()
+        if self._ttl_s > 0:
+            await self.quota.expire(tenant_id, document_id, self._ttl_s)
 
     # jobs --------------------------------------------------------------------------------------
 
@@ -227,11 +256,9 @@ class Records:
         """
         tk = self._tenant(tenant_id)
         updated = _ms(now())
-        flat = [
-            item for pair in _to_hash({**fields, "updated_ms": updated}).items() for item in pair
-        ]
-        keys = [tk.job(job_id), tk.jobs_by_update]
-        ended = await self._end_job(keys=keys, args=[job_id, updated, *flat])
+        flat = _flat({**fields, "updated_ms": updated})
+        keys = [tk.job(job_id), tk.jobs_by_update, tk.in_flight]
+        ended = await self._end_job(keys=keys, args=[job_id, updated, STAGES[-1], *flat])
         return bool(ended)
 
     async def get_job(self, tenant_id: str, job_id: int) -> JobRecord | None:
@@ -313,13 +340,40 @@ class Records:
         return bytes(await self._redis.getrange(key, offset * row, end))
 
 
+# KEYS: job, jobs by update, the tenant's documents in flight. ARGV: job id, updated ms, the last
+# stage, then the fields. A failed job, or the last stage done, takes its document out of flight.
 _END_JOB = """
 if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
 redis.call('HDEL', KEYS[1], 'note')
-redis.call('HSET', KEYS[1], 'ended', '1', unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'ended', '1', unpack(ARGV, 4))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local job = redis.call('HMGET', KEYS[1], 'document_id', 'stage', 'state')
+if job[1] and (job[3] == 'failed' or (job[3] == 'done' and job[2] == ARGV[3])) then
+  redis.call('SREM', KEYS[3], job[1])
+end
 return 1
 """
+
+# KEYS: document, content, documents, job, jobs by update, then TenantKeys.quota(). ARGV: the caps
+# (docpulse/quota.py), document id, job id, the job's updated ms, the content, the number of the
+# document's field/value items that follow, those, then the job's.
+_CREATE = (
+    ADMIT_LUA
+    + """
+local q = quota(6, 1)
+local id, now, size = ARGV[5], now_ms(), string.len(ARGV[8])
+local no = refusal(q, now, size)
+if no then return no end
+local split = 9 + tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10, split))
+redis.call('SET', KEYS[2], ARGV[8])
+redis.call('ZADD', KEYS[3], id, id)
+redis.call('HSET', KEYS[4], unpack(ARGV, split + 1))
+redis.call('ZADD', KEYS[5], ARGV[7], ARGV[6])
+take(q, now, id, size)
+return 0
+"""
+)
 
 
 def _queued_job(
@@ -334,6 +388,11 @@ def _queued_job(
         created_at=created,
         updated_ms=_ms(created),
     )
+
+
+def _flat(fields: Mapping[str, Any]) -> list[str | int]:
+    """A record's fields as HSET's field/value arguments (None fields left out)."""
+    return [item for pair in _to_hash(fields).items() for item in pair]
 
 
 def _ms(moment: datetime) -> int:
