@@ -5,7 +5,7 @@ refused upload leaves nothing behind, and the other tenants do not notice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,7 @@ from app.main import create_app
 from app.openapi import SPEC
 from docpulse.keys import Keys
 from docpulse.queue import create_arq_pool, submit_document
+from docpulse.quota import Caps
 from docpulse.records import Records
 from docpulse.settings import Settings
 from tests.conftest import run_burst, with_settings
@@ -240,3 +241,50 @@ async def test_documents_submitted_without_the_api_count_but_are_not_refused(
         await arq.aclose()
     await refused(client, "tenant_in_flight_cap")
     assert await total(client) == 2
+
+
+async def test_an_upload_over_a_cap_is_refused_before_its_body_is_read(capped: Client) -> None:
+    """The body never ends until the answer came: only a refusal before reading it can come."""
+    client = await capped(tenant_max_in_flight=1)
+    await admitted(client)
+    answered = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"# a first chunk\n"
+        await answered.wait()
+
+    async with asyncio.timeout(5):
+        resp = await client.post("/api/documents?filename=a.md", data=endless(), headers=ACME)
+    answered.set()
+    assert resp.status == 429
+    assert (await resp.json())["error"]["code"] == "tenant_in_flight_cap"
+
+
+async def test_a_document_leaves_flight_when_a_job_fails_even_if_its_record_is_not_updated(
+    settings: Settings, redis: Redis
+) -> None:
+    """The job's end takes the document out of flight in the same script as the claim, so a Redis
+    failure before the document's own update cannot leave it counted forever."""
+    records = Records(redis, Keys(settings.namespace))
+    caps = Caps(max_in_flight=1)
+    _, job = await records.create_document(
+        "acme", filename="a.txt", content_type="text/plain", content=b"hello", caps=caps
+    )
+    assert await records.quota.check("acme", caps) is not None
+    assert await records.end_job("acme", job.job_id, state="failed", error="aborted")
+    assert await records.quota.check("acme", caps) is None
+
+
+async def test_documents_whose_records_vanished_do_not_count_in_flight(
+    settings: Settings, redis: Redis
+) -> None:
+    """A record lost outside docpulse (evicted, deleted by hand) frees its place at the cap."""
+    keys = Keys(settings.namespace)
+    records = Records(redis, keys)
+    caps = Caps(max_in_flight=1)
+    doc, _ = await records.create_document(
+        "acme", filename="a.txt", content_type="text/plain", content=b"hello", caps=caps
+    )
+    assert await records.quota.check("acme", caps) is not None
+    await redis.delete(keys.tenant("acme").document(doc.document_id))
+    assert await records.quota.check("acme", caps) is None
