@@ -107,11 +107,16 @@ class Channel:
             self.deliver(seq, frame)
             self.last_seq = seq
 
-    def deliver(self, seq: int, payload: bytes) -> None:
-        frame = Frame(payload)  # framed once, whatever the number of sockets
+    def deliver(self, seq: int, payload: bytes | Frame, *, count: bool = True) -> None:
+        """Offer a frame to every sink (`count`: a job event, for the metrics); sinks that refuse
+        it are dropped."""
+        # framed once, whatever the number of sockets
+        frame = payload if isinstance(payload, Frame) else Frame(payload)
         refused = [sink for sink in self.sinks if not sink.offer(seq, frame)]
         for sink in refused:
             self.sinks.discard(sink)
+        if not count:
+            return
         # counted once per event, not per socket: a metric's lock per delivery showed in profiles
         metrics.EVENTS_RELAYED.inc(len(self.sinks))
         if refused:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Final
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.base_protocol import BaseProtocol
 
-from app.frames import Frame
+from app import metrics
+from app.frames import PING_FRAME, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,26 @@ async def close_within(ws: web.WebSocketResponse, code: int, message: bytes) -> 
 
 
 class Connection:
-    """A sink of the hub for one socket."""
+    """A sink of the hub for one socket.
+
+    Per-socket state is kept small (10,000 idle sockets on a process): slots, a backlog made only
+    when one is needed, and no task unless frames wait for a slow transport.
+    """
+
+    __slots__ = (
+        "_after",
+        "_backlog",
+        "_closer",
+        "_drainer",
+        "_fast",
+        "_live",
+        "_protocol",
+        "_size",
+        "_transport",
+        "_writer",
+        "heard",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -47,37 +69,73 @@ class Connection:
         size: int,
     ) -> None:
         self.ws = ws
+        self.heard = True  # anything came from the peer since the last heartbeat ping
         self._transport = transport
         self._writer = writer
         self._size = size
-        self._backlog: deque[tuple[int, Frame]] = deque()
-        self._live = False  # the opening frames are out: the fast lane may be used
+        self._backlog: deque[tuple[int, Frame]] | None = None
+        self._live = False  # the opening frames are out
+        self._fast = False  # live, and nothing waits to be written: offer writes at once
         self._after = 0  # events up to this seq were in the opening (a resume's history)
         self._drainer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # the transport pauses its protocol past this many buffered bytes: from then on events
+        # go to the backlog (flow control tells us; no buffer size is asked per write)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
+        protocol = transport.get_protocol()
+        assert isinstance(protocol, BaseProtocol)
+        self._protocol = protocol
 
     def offer(self, seq: int, frame: Frame) -> bool:
-        if self._closer is not None:
-            return False
-        if self._live and self._drainer is None and self._fits():
-            if seq == 0 or seq > self._after:
+        if frame is PING_FRAME:
+            return self._ping()
+        if self._fast and not self._protocol.writing_paused and not self._transport.is_closing():
+            if seq > self._after or not seq:
                 self._transport.write(frame.wire)
             return True
-        if len(self._backlog) >= self._size:
+        if self._closer is not None:
+            return False
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        elif len(backlog) >= self._size:
             self._kick()
             return False
-        self._backlog.append((seq, frame))
+        backlog.append((seq, frame))
         if self._live and self._drainer is None:
-            self._drainer = asyncio.create_task(self._drain())
+            self._fast = False
+            self._drainer = asyncio.create_task(self._drain(()))
         return True
 
-    def _fits(self) -> bool:
-        transport = self._transport
-        return not transport.is_closing() and transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT
+    def _ping(self) -> bool:
+        """The hub's heartbeat: ping the peer, unless it answered nothing since the last ping
+        (a dead link): then abort the transport, and the handler's read loop ends."""
+        if self._closer is not None or self._transport.is_closing():
+            return False
+        if not self.heard:
+            logger.info("a WebSocket answered no ping for a heartbeat interval; aborted")
+            metrics.WS_HEARTBEAT_TIMEOUTS.inc()
+            self._transport.abort()
+            return False
+        self.heard = False
+        self._transport.write(PING_FRAME.wire)
+        return True
 
-    async def open(self, opening: list[bytes], *, after: int | None) -> None:
-        """Send `opening` (ready, history), then what queued meanwhile; then go live."""
+    def open(self, opening: list[bytes], *, after: int | None) -> None:
+        """Send `opening` (ready, history), then what queued meanwhile; then go live. What the
+        transport has no room for is written by a drainer task, with flow control."""
         self._after = after or 0
+        for index, payload in enumerate(opening):
+            if self._protocol.writing_paused or self._transport.is_closing():
+                self._drainer = asyncio.create_task(self._drain(opening[index:]))
+                return
+            self._transport.write(Frame(payload).wire)
+        if self._backlog:
+            self._drainer = asyncio.create_task(self._drain(()))
+            return
+        self._live = self._fast = True
+
+    async def _drain(self, opening: Sequence[bytes]) -> None:
         try:
             for payload in opening:
                 self._transport.write(Frame(payload).wire)
@@ -85,27 +143,24 @@ class Connection:
             await self._write_backlog()
         except (ConnectionError, RuntimeError):
             return  # the peer went away; the handler's read loop ends too
-        self._live = True
-
-    async def _drain(self) -> None:
-        try:
-            await self._write_backlog()
-        except (ConnectionError, RuntimeError):
-            pass  # the peer went away; the handler's read loop ends too
         finally:
             self._drainer = None
+        self._live = self._fast = True
 
     async def _write_backlog(self) -> None:
-        while self._backlog:
-            seq, frame = self._backlog.popleft()
+        backlog = self._backlog
+        while backlog:
+            seq, frame = backlog.popleft()
             if self._transport.is_closing():
                 return
             if seq == 0 or seq > self._after:
                 self._transport.write(frame.wire)
                 await self._writer.drain()
+        self._backlog = None  # an idle socket holds no deque
 
     def _kick(self) -> None:
-        self._backlog.clear()
+        self._fast = False
+        self._backlog = None
         if self._drainer is not None:
             self._drainer.cancel()
         self._closer = asyncio.create_task(close_within(self.ws, TOO_SLOW, b"too slow"))

@@ -35,30 +35,32 @@ def encode(frame: Ready | Resync) -> bytes:
     return _encoder.encode(frame)
 
 
+TEXT: Final = 0x81  # FIN + text opcode
+PING: Final = 0x89  # FIN + ping opcode
+
+
 class Frame:
-    """One outgoing text frame: its payload, and its bytes on the wire, built once and shared.
+    """One outgoing frame: its payload, and its bytes on the wire, built once and shared.
 
     Server frames are not masked, and docpulse's sockets do not compress, so a frame's bytes are
     the same for every socket: the hub frames an event once, whatever the number of sockets.
     """
 
-    __slots__ = ("_wire", "payload")
+    __slots__ = ("payload", "wire")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, opcode: int = TEXT) -> None:
         self.payload = payload
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = _header(len(self.payload)) + self.payload
-        return self._wire
+        self.wire = _header(opcode, len(payload)) + payload
 
 
-def _header(length: int) -> bytes:
-    """FIN + text opcode, then the payload length (RFC 6455, section 5.2)."""
+def _header(opcode: int, length: int) -> bytes:
+    """The opcode byte, then the payload length (RFC 6455, section 5.2)."""
     if length < 126:
-        return struct.pack("!BB", 0x81, length)
+        return struct.pack("!BB", opcode, length)
     if length < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, length)
-    return struct.pack("!BBQ", 0x81, 127, length)
+        return struct.pack("!BBH", opcode, 126, length)
+    return struct.pack("!BBQ", opcode, 127, length)
+
+
+# the hub's heartbeat (app/hub.py): one frame for every socket of the process
+PING_FRAME: Final = Frame(b"", PING)

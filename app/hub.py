@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from app import metrics
 from app.channel import Channel, stamp_of
-from app.frames import DEGRADED, LIVE, Frame
+from app.frames import DEGRADED, LIVE, PING_FRAME, Frame
 from docpulse.history import EventLog, Replay
 from docpulse.keys import Keys
 from docpulse.tenants import topic_for
@@ -38,6 +38,11 @@ RETRY_DELAY_S: Final = 0.5
 # losing the same Redis do not all come back in the same instant
 BACKOFF_BASE_S: Final = 0.1
 BACKOFF_CAP_S: Final = 5.0
+# the heartbeat: every socket is pinged this often, and one that answered nothing by the next
+# ping is dropped as a dead link (aiohttp's own heartbeat cost two timers and a task per socket)
+HEARTBEAT_S: Final = 25.0
+HEARTBEAT_BATCH: Final = 1000  # sockets pinged per turn of the event loop
+LAG_SAMPLE: Final = 8  # one event in this many is observed in the relay lag histogram
 
 
 class Sink(Protocol):
@@ -55,6 +60,7 @@ class Hub:
         join_timeout_s: float = 5.0,
         probe_interval_s: float = 10.0,
         probe_timeout_s: float = 3.0,
+        heartbeat_s: float | None = None,
     ) -> None:
         self._redis = redis
         self._pubsub = redis.pubsub()
@@ -63,6 +69,8 @@ class Hub:
         self._join_timeout_s = join_timeout_s
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
+        self._heartbeat_s = heartbeat_s or HEARTBEAT_S
+        self._received = 0  # events received, for sampling the lag
         self._channels: dict[bytes, Channel] = {}
         # SUBSCRIBEs sent but not yet confirmed, per channel: a channel left and joined again
         # quickly must not take the old SUBSCRIBE's confirmation for its new one
@@ -134,7 +142,9 @@ class Hub:
                 probe.set_result(None)
         elif message["type"] == "message" and (channel := self._channels.get(name)):
             stamp = stamp_of(message["data"])
-            metrics.observe_lag(stamp.ts)
+            self._received += 1
+            if not self._received % LAG_SAMPLE:
+                metrics.observe_lag(stamp.ts)
             if not channel.take(stamp.seq, message["data"]):
                 self._repair(channel)
 
@@ -254,6 +264,19 @@ class Hub:
             if connection is not None:
                 await connection.disconnect()
 
+    # heartbeat ---------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Ping every socket of the process each interval, a batch per turn of the loop; a sink
+        refuses the ping (and is dropped) when its peer answered nothing since the last one."""
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            channels = list(self._channels.values())
+            for start in range(0, len(channels), HEARTBEAT_BATCH):
+                for channel in channels[start : start + HEARTBEAT_BATCH]:
+                    channel.deliver(0, PING_FRAME, count=False)
+                await asyncio.sleep(0)
+
     # lifetime ----------------------------------------------------------------------------------
 
     def _start(self, work: Any) -> None:
@@ -266,6 +289,7 @@ class Hub:
         owned = [
             asyncio.create_task(self._read(), name="hub-reader"),
             asyncio.create_task(self._watch(), name="hub-prober"),
+            asyncio.create_task(self._heartbeat(), name="hub-heartbeat"),
         ]
         try:
             yield self

@@ -60,11 +60,16 @@ DEAF_RECONNECTS = Counter(
 )
 RELAY_LAG = Histogram(
     "docpulse_event_relay_lag_seconds",
-    "From an event's timestamp (when the worker made it) to the hub receiving it.",
+    "From an event's timestamp (when the worker made it) to the hub receiving it; sampled: one "
+    "event in 8 of this process is observed (a histogram per event showed in profiles).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 EVENTS_RELAYED = Counter(
     "docpulse_ws_events_relayed_total", "Job events queued to a WebSocket by the hub."
+)
+WS_HEARTBEAT_TIMEOUTS = Counter(
+    "docpulse_ws_heartbeat_timeouts_total",
+    "WebSockets aborted as dead links: they answered no heartbeat ping for an interval.",
 )
 EVENTS_DROPPED = Counter(
     "docpulse_ws_events_dropped_total",

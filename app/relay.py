@@ -4,6 +4,9 @@ Authenticated before the upgrade (bearer token or single-use ticket, and the Ori
 handler task is the only reader; a writer task per socket drains the socket's bounded queue, which
 the hub fills without waiting.
 
+Heartbeat: the hub pings every socket of the process every HEARTBEAT_S (25 s); a socket that
+answered nothing (no pong, no frame) by the next ping is aborted as a dead link.
+
 Frames from the server: first `{"op":"ready","epoch":E,"head":N}`; then each job event's JSON as
 published (with its `seq`); `{"op":"pong"}` for each `{"op":"ping"}`; `{"op":"degraded"}` while
 the server has lost Redis and `{"op":"live"}` once it caught up; `{"op":"resync","epoch":E,
@@ -20,7 +23,6 @@ TENANT_MAX_SOCKETS sockets on this process (try again later), 4008 too slow (que
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Final
 
@@ -78,6 +80,12 @@ def _resume_point(request: web.Request) -> tuple[int | None, str]:
 
 async def _read(ws: web.WebSocketResponse, conn: Connection) -> None:
     async for msg in ws:
+        conn.heard = True  # the peer is alive: the hub's heartbeat counts on this
+        if msg.type is WSMsgType.PONG:
+            continue
+        if msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+            continue
         if msg.type is not WSMsgType.TEXT:
             await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"send JSON text frames")
             return
@@ -122,7 +130,9 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
     since, epoch = _resume_point(request)
     # no compression: every socket then takes the same bytes for an event (see app/frames.py)
     # aiohttp refuses a message of exactly max_msg_size bytes: +1 lets one of 4096 bytes through
-    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_MESSAGE_BYTES + 1, compress=False)
+    # no heartbeat of aiohttp's (timers and a task per socket): the hub pings every socket, and
+    # `_read` answers the peer's pings and notes its pongs
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=MAX_MESSAGE_BYTES + 1, compress=False)
     open_sockets, cap = request.app[TENANT_SOCKETS], request.app[SETTINGS].tenant_max_sockets
     if cap and open_sockets[tenant_id] >= cap:
         WS_REFUSED.labels("tenant_cap").inc()
@@ -162,12 +172,8 @@ async def _serve(
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"try again")
             return ws
         after = max([stamp_of(f).seq for f in opening[1:]], default=since)
-        opener = asyncio.create_task(conn.open(opening, after=after))  # a sibling writes...
-        try:
-            await _read(ws, conn)  # ...while only the handler reads
-        finally:
-            opener.cancel()
-            await asyncio.gather(opener, return_exceptions=True)
+        conn.open(opening, after=after)  # what the transport cannot take, a drainer task writes
+        await _read(ws, conn)  # only the handler reads
     finally:
         hub.leave(tenant_id, conn)
         await conn.stop()

@@ -1,0 +1,65 @@
+"""The hub's heartbeat on /ws: a silent peer is dropped as a dead link, a live one is kept."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
+from pytest_aiohttp import AiohttpClient
+
+from app import hub
+from app.appkeys import HUB
+from app.main import create_app
+from docpulse.settings import Settings
+from tests.webtools import bearer, eventually, keyed, ready
+
+TIMEOUTS = "docpulse_ws_heartbeat_timeouts_total"
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Client:
+    monkeypatch.setattr(hub, "HEARTBEAT_S", 0.1)
+    return await aiohttp_client(create_app(keyed(settings)))
+
+
+async def connect(client: Client) -> aiohttp.ClientWebSocketResponse:
+    """A socket whose pings the test answers (or not) by hand."""
+    ws = await client.ws_connect("/ws", headers=bearer("acme"), autoping=False)
+    await ready(ws)
+    return ws
+
+
+async def test_a_peer_that_answers_no_ping_is_dropped(client: Client) -> None:
+    before = REGISTRY.get_sample_value(TIMEOUTS) or 0.0
+    ws = await connect(client)
+    assert (await ws.receive(timeout=10)).type is WSMsgType.PING
+    # no pong: by the next ping the server takes the link for dead and cuts it
+    msg = await ws.receive(timeout=10)
+    assert msg.type in (WSMsgType.CLOSED, WSMsgType.ERROR), msg
+    assert REGISTRY.get_sample_value(TIMEOUTS) == before + 1
+    await eventually(lambda: client.app[HUB].sinks_of("acme") == 0)
+
+
+async def test_a_peer_that_answers_pings_keeps_its_socket(client: Client) -> None:
+    ws = await connect(client)
+    for _ in range(3):  # each round checks the answer to the one before
+        msg = await ws.receive(timeout=10)
+        assert msg.type is WSMsgType.PING, msg
+        await ws.pong(msg.data)
+    await ws.send_str('{"op": "ping"}')
+    while (msg := await ws.receive(timeout=10)).type is WSMsgType.PING:
+        await ws.pong(msg.data)
+    assert msg.json() == {"op": "pong"}
+
+
+async def test_the_peer_s_protocol_pings_are_answered(client: Client) -> None:
+    ws = await connect(client)
+    await ws.ping(b"are you there")
+    while (msg := await ws.receive(timeout=10)).type is WSMsgType.PING:
+        await ws.pong(msg.data)
+    assert (msg.type, msg.data) == (WSMsgType.PONG, b"are you there")
