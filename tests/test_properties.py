@@ -161,6 +161,7 @@ frames = st.one_of(
 @given(st.lists(frames, min_size=1, max_size=3))
 @example(['{"op":"ping"}', ' {"op" : "ping"} ', '{"op":"ping","op":"x"}'])
 @example(["", "\x00", b""])
+@example(["0:"])  # malformed JSON that starts with the wrong type: 1003, not 1008
 @example([ping_of(MAX_MESSAGE_BYTES), ping_of(MAX_MESSAGE_BYTES + 1)])  # the limit is inclusive
 async def test_any_client_frame_gets_a_pong_or_its_documented_close_code(
     client: TestClient, sent: list[str | bytes]
