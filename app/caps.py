@@ -16,7 +16,7 @@ from aiohttp import web
 from app.appkeys import RECORDS
 from app.metrics import TENANT_REFUSED
 from app.upload import MULTIPART_SLACK
-from docpulse.quota import Cap, Caps, Refusal
+from docpulse.quota import NO_CAPS, Cap, Caps, Refusal
 
 
 class CapError(msgspec.Struct, frozen=True):
@@ -68,7 +68,7 @@ def too_many(refusal: Refusal) -> web.HTTPException:
 async def check_early(request: web.Request, tenant_id: str, caps: Caps) -> None:
     """Refuse an upload over a cap before reading its body; a declared length counts as its size
     (less the multipart framing it may carry, so nothing that would fit is refused)."""
-    if caps == Caps():
+    if caps == NO_CAPS:
         return
     declared = request.content_length or 0
     if request.content_type.startswith("multipart/"):

@@ -95,7 +95,12 @@ class TenantKeys:
         """Sorted set of stored document ids, scored by when RESULT_TTL expires them (ms)."""
         return f"{self._base}:stored_expiry"
 
-    def quota(self) -> tuple[str, str, str, str, str]:
+    @property
+    def in_flight_swept(self) -> str:
+        """Set for a few seconds after the in-flight set was swept of finished documents."""
+        return f"{self._base}:in_flight_swept"
+
+    def quota(self) -> tuple[str, str, str, str, str, str]:
         """The keys of the upload caps, in the order docpulse.quota's scripts take them."""
         return (
             self.uploads,
@@ -103,6 +108,7 @@ class TenantKeys:
             self.stored_sizes,
             self.stored_bytes,
             self.stored_expiry,
+            self.in_flight_swept,
         )
 
     @property

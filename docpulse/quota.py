@@ -6,7 +6,9 @@
 - Documents in flight (TENANT_MAX_IN_FLIGHT): documents queued or running. Their ids are a set,
   added to when a document is created and removed from when its last stage ends, any stage
   fails, or it is deleted; at the cap the set first drops ids whose document is gone or finished,
-  so a lost removal cannot lock a tenant out. Retry-After is a hint: IN_FLIGHT_RETRY_S.
+  so a lost removal cannot lock a tenant out (at most once per SWEEP_EVERY_MS, so that clients
+  retrying at the cap cannot make Redis scan the set each time). Retry-After is a hint:
+  IN_FLIGHT_RETRY_S.
 - Stored bytes (TENANT_MAX_STORED_BYTES): the sizes of the tenant's uploaded files still stored.
   A document's size leaves the sum when it is deleted, or when RESULT_TTL expires it (a sorted
   set holds when; every check first forgets what has expired). Waiting frees bytes only if
@@ -32,8 +34,9 @@ Cap = Literal["uploads_per_minute", "in_flight", "stored_bytes"]
 WINDOW_MS: Final = 60_000
 IN_FLIGHT_RETRY_S: Final = 5
 STORAGE_RETRY_S: Final = 60
+SWEEP_EVERY_MS: Final = 5_000
 
-# Lua shared by the check below and by records' create script. `quota(k, a)`: the five keys of
+# Lua shared by the check below and by records' create script. `quota(k, a)`: the six keys of
 # TenantKeys.quota() from KEYS[k], and the caps from ARGV[a] (per minute, in flight, bytes, the
 # prefix of the tenant's document keys). The records looked up by that prefix are the tenant's,
 # under the same hash tag as the declared keys.
@@ -46,7 +49,8 @@ end
 local function quota(k, a)
   return {{
     uploads = KEYS[k], in_flight = KEYS[k + 1], sizes = KEYS[k + 2], total = KEYS[k + 3],
-    expiry = KEYS[k + 4], per_minute = tonumber(ARGV[a]), max_in_flight = tonumber(ARGV[a + 1]),
+    expiry = KEYS[k + 4], swept = KEYS[k + 5],
+    per_minute = tonumber(ARGV[a]), max_in_flight = tonumber(ARGV[a + 1]),
     max_bytes = tonumber(ARGV[a + 2]), doc_prefix = ARGV[a + 3],
   }}
 end
@@ -64,10 +68,12 @@ local function forget_expired(q, now)
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', q.expiry, '-inf', now) end
 end
 
--- at the cap, drop ids whose document is gone or finished: a lost removal must not lock out
+-- at the cap, drop ids whose document is gone or finished (a lost removal must not lock the
+-- tenant out), at most once per sweep interval
 local function in_flight(q)
   local n = redis.call('SCARD', q.in_flight)
   if n < q.max_in_flight then return n end
+  if not redis.call('SET', q.swept, '1', 'PX', {SWEEP_EVERY_MS}, 'NX') then return n end
   for _, id in ipairs(redis.call('SMEMBERS', q.in_flight)) do
     local state = redis.call('HGET', q.doc_prefix .. id, 'state')
     if not state or state == 'done' or state == 'failed' then
