@@ -38,8 +38,13 @@ MAX_CHECK_FAILURES: Final = 20  # record checks in a row that may fail before we
 BASE_S: Final = 0.5
 MAX_S: Final = 20.0
 STABLE_S: Final = 10.0  # a socket ready this long resets the backoff
-# 1001 going away, 1006 dropped (no close frame), 1011 server error, 1012 restart, 1013 try later
-RECONNECT_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013})
+# A restart (1001 going away, 1012 service restart) sends every client away at once, and the
+# next process may listen only seconds later: backoff starts at this attempt (a 16 s cap), else
+# the clients closed last would all be back in the second the new process listens.
+RESTART_ATTEMPT: Final = 5
+RESTART_CODES: Final = frozenset({1001, 1012})
+# ... and 1006 dropped (no close frame), 1011 server error, 1013 try again later
+RECONNECT_CODES: Final = RESTART_CODES | {1006, 1011, 1013}
 
 
 def reconnect_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -54,17 +59,22 @@ class Backoff:
         self.attempt = 0
         self._clock = clock
         self._ready_at: float | None = None
+        self.due_at: float | None = None  # when the next try is due, by the clock
 
     def ready(self) -> None:
         """A socket got its `ready` frame."""
         self._ready_at = self._clock()
 
-    def next_delay(self) -> float:
+    def next_delay(self, *, restart: bool = False) -> float:
+        """The delay before the next try; `restart`: the server closed with a RESTART_CODE."""
         if self._ready_at is not None and self._clock() - self._ready_at >= STABLE_S:
             self.attempt = 0
+        if restart:
+            self.attempt = max(self.attempt, RESTART_ATTEMPT)
         self._ready_at = None
         delay = reconnect_delay(self.attempt)
         self.attempt += 1
+        self.due_at = self._clock() + delay
         return delay
 
 
@@ -132,11 +142,13 @@ async def open_socket(session: aiohttp.ClientSession) -> ClientWebSocketResponse
 
 
 async def reopen_socket(
-    session: aiohttp.ClientSession, backoff: Backoff
+    session: aiohttp.ClientSession, backoff: Backoff, closed_with: int | None
 ) -> ClientWebSocketResponse:
     """/ws again, after a backoff delay before each try, until one is ready (Refused: 4xx)."""
+    restart = closed_with in RESTART_CODES
     while True:
-        await asyncio.sleep(backoff.next_delay())
+        await asyncio.sleep(backoff.next_delay(restart=restart))
+        restart = False
         try:
             ws = await open_socket(session)
         except (Failed, aiohttp.ClientError, TimeoutError):
@@ -223,7 +235,7 @@ async def _follow(session: aiohttp.ClientSession, upload: Upload, console: Conso
             stale.set()
             if ws.close_code not in RECONNECT_CODES:
                 return
-            ws = await reopen_socket(session, backoff)
+            ws = await reopen_socket(session, backoff, ws.close_code)
             dropped.clear()
             stale.set()  # what the gap missed: the record knows
 

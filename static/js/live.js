@@ -8,6 +8,9 @@ const PING_MS = 20_000;
 const PONG_MS = 10_000;
 const POLL_MS = 2_000;
 const FAILURES_BEFORE_POLLING = 3;
+// a restart (1001, 1012) sends everyone away at once: backoff starts at a 16 s cap (app/client.py)
+const RESTART_ATTEMPT = 5;
+const RESTART_CODES = [1001, 1012];
 
 export class Live {
   // handlers: onEvent(ev), onResync(), onJobs(jobs), onStatus(state, detail), onSignedOut()
@@ -76,10 +79,11 @@ export class Live {
       try { frame = JSON.parse(msg.data); } catch { return; }
       if (frame.op === "ready") { ready = true; this.ready(frame); } else this.frame(frame);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
       this.clear("ping"); this.clear("pong"); this.clear("stable");
+      if (RESTART_CODES.includes(event.code)) this.attempt = Math.max(this.attempt, RESTART_ATTEMPT);
       if (ready) this.reconnect(); else this.failed();
     };
   }
