@@ -63,7 +63,9 @@ def _upload() -> Op:
     op["parameters"] = [{"name": "filename", "in": "query", "schema": {"type": "string"}}]
     op["description"] = f"multipart field `file`, or the raw body with ?filename=. {SUPPORTED}"
     op["requestBody"] = {"content": {"multipart/form-data": {}, "application/octet-stream": {}}}
-    op["responses"].update({"400": _ERROR, "413": _ERROR, "415": _ERROR, "429": _CAPPED})
+    op["responses"].update(
+        {"400": _ERROR, "408": _ERROR, "413": _ERROR, "415": _ERROR, "429": _CAPPED}
+    )
     return op
 
 
