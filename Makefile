@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench bench-quick clean
+.PHONY: install run test lint format bench bench-quick soak clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## make soak: the soak test for SOAK_SECONDS (default here 900; `make test` runs it for 120)
+soak: $(STAMP)
+	SOAK_SECONDS=$${SOAK_SECONDS:-900} $(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
 ## make bench: benchmarks on an embedded server; one table, raw JSON in bench/results/ (< 15 min)
 bench: $(STAMP)

@@ -165,7 +165,7 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 
 @pytest.mark.timeout(90)
 async def test_two_thousand_clients_come_back_to_the_new_process_spread_out(
-    valkey: EmbeddedRedis, namespace_on: str, tmp_path: Path
+    valkey: EmbeddedRedis, namespace_on: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -201,7 +201,8 @@ async def test_two_thousand_clients_come_back_to_the_new_process_spread_out(
     finally:
         for process in processes:
             await stop(process)
-    report(outcomes, opened, terminated, exited, listening)
+    with capsys.disabled():  # the figures, in CI's log too
+        report(outcomes, opened, terminated, exited, listening)
 
 
 def report(
