@@ -29,6 +29,18 @@ class Settings:
     namespace: str = ""
     # MAX_DOCUMENT_BYTES: larger documents are refused (upload) or fail in parse (arq)
     max_document_bytes: int = 20 * MiB
+    # MAX_TEXT_CHARS: characters of text one document may have after parsing; more fails it
+    max_text_chars: int = 20_000_000
+    # MAX_CHUNKS: chunks one document may split into; more fails it in chunk
+    max_chunks: int = 50_000
+    # MAX_PDF_PAGES: pages one PDF may have; more fails it before any page is read
+    max_pdf_pages: int = 5_000
+    # MAX_PDF_CONTENT_BYTES: bytes a PDF's page content may expand to, all pages together (and
+    # the most any one compressed stream may expand to); more fails it (a decompression bomb)
+    max_pdf_content_bytes: int = 64 * MiB
+    # MAX_HTML_DEPTH: elements one inside another in HTML (and HTML in Markdown); deeper fails it
+    # before the HTML parser sees it (its time grows with the square of the depth)
+    max_html_depth: int = 512
     # CHUNK_SIZE / CHUNK_OVERLAP: characters per chunk and shared between neighbours
     chunk_size: int = 1000
     chunk_overlap: int = 200
@@ -156,6 +168,11 @@ class Settings:
             raise SettingsError("CHUNK_OVERLAP must be at least 0 and less than CHUNK_SIZE")
         for name in (
             "max_document_bytes",
+            "max_text_chars",
+            "max_chunks",
+            "max_pdf_pages",
+            "max_pdf_content_bytes",
+            "max_html_depth",
             "embed_dim",
             "embed_batch",
             "max_attempts",

@@ -14,6 +14,7 @@ from workers.lifecycle import StageRun
 from workers.runner import run_stage
 from workers.stages import DocumentError
 from workers.stages.chunk import chunk_text
+from workers.stages.parse import ParseLimits
 from workers.stages.parse import parse_document as parse_content
 
 
@@ -58,6 +59,12 @@ async def _parse(run: StageRun) -> dict[str, Any]:
         filename=doc.filename,
         content_type=doc.content_type,
         max_bytes=settings.max_document_bytes,
+        limits=ParseLimits(
+            max_text_chars=settings.max_text_chars,
+            max_pdf_pages=settings.max_pdf_pages,
+            max_pdf_content_bytes=settings.max_pdf_content_bytes,
+            max_html_depth=settings.max_html_depth,
+        ),
     )
     await records.set_text(run.tenant_id, run.document_id, parsed.text)
     return {"sections": parsed.sections}
@@ -69,7 +76,11 @@ async def _chunk(run: StageRun) -> dict[str, Any]:
     if text is None:
         raise DocumentError("the document's text is gone (deleted or expired)")
     chunks = await run.in_thread(
-        chunk_text, text, size=settings.chunk_size, overlap=settings.chunk_overlap
+        chunk_text,
+        text,
+        size=settings.chunk_size,
+        overlap=settings.chunk_overlap,
+        max_chunks=settings.max_chunks,
     )
     await records.set_chunks(run.tenant_id, run.document_id, chunks)
     return {"chunk_count": len(chunks)}

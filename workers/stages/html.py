@@ -9,6 +9,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from workers.stages import ProgressFn
 from workers.stages.document import ParsedDocument
+from workers.stages.nesting import check_html_depth
 
 _HIDDEN = ["script", "style", "noscript", "template"]
 _BLOCKS = frozenset({
@@ -20,10 +21,16 @@ _BLOCKS = frozenset({
 _SPACES = re.compile(r"\s+")
 
 
-def parse_html(source: str, progress: ProgressFn) -> ParsedDocument:
-    parser = LexborHTMLParser(source)
+def parse_html(source: str, progress: ProgressFn, *, max_depth: int) -> ParsedDocument:
+    parser = parse_html_tree(source, max_depth=max_depth)
     sections = max(1, len(parser.css("h1, h2")))
     return ParsedDocument(html_text(parser), sections, "html")
+
+
+def parse_html_tree(source: str, *, max_depth: int) -> LexborHTMLParser:
+    """The parsed tree; a document nested deeper than `max_depth` fails before parsing."""
+    check_html_depth(source, max_depth)
+    return LexborHTMLParser(source)
 
 
 def html_text(parser: LexborHTMLParser) -> str:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable
 from pathlib import PurePath
 
 from workers.stages import DocumentError, ProgressFn, increasing
 from workers.stages.document import Kind, ParsedDocument
 from workers.stages.html import parse_html
+from workers.stages.limits import ParseLimits
 from workers.stages.markdown import parse_markdown
 from workers.stages.pdf import parse_pdf
 
-__all__ = ["Kind", "ParsedDocument", "detect_kind", "parse_document"]
+__all__ = ["Kind", "ParseLimits", "ParsedDocument", "detect_kind", "parse_document"]
 
 
 _SUPPORTED = "docpulse reads .txt, .md, .html and .pdf"
+DEFAULT_LIMITS = ParseLimits()
 _BY_EXTENSION: dict[str, Kind] = {".txt": "text", ".text": "text", ".md": "markdown"}
 _BY_EXTENSION |= {".markdown": "markdown", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 _BY_TYPE: dict[str, Kind] = {"text/plain": "text", "text/markdown": "markdown"}
@@ -46,9 +47,18 @@ def _sniff(content: bytes) -> Kind | None:
 
 
 def parse_document(
-    content: bytes, *, filename: str, content_type: str, max_bytes: int, progress: ProgressFn
+    content: bytes,
+    *,
+    filename: str,
+    content_type: str,
+    max_bytes: int,
+    progress: ProgressFn,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> ParsedDocument:
-    """The plain text of a document; raises DocumentError when the document cannot be read."""
+    """The plain text of a document; raises DocumentError when the document cannot be read.
+
+    Within `limits`: a document past one fails alone, with a reason naming the setting.
+    """
     if not content:
         raise DocumentError("the file is empty")
     if len(content) > max_bytes:
@@ -59,9 +69,10 @@ def parse_document(
     kind = detect_kind(filename, content_type, content)
     progress = increasing(progress)
     if kind == "pdf":
-        parsed = parse_pdf(content, progress)
+        parsed = parse_pdf(content, progress, limits)
     else:
-        parsed = _TEXT_PARSERS[kind](_decode_text(content), progress)
+        parsed = _parse_text_kind(kind, _decode_text(content), progress, limits)
+    limits.check_text(len(parsed.text))
     if not parsed.text.strip():
         raise DocumentError("the document contains no text")
     progress(1.0)
@@ -97,8 +108,12 @@ def _parse_text(text: str, progress: ProgressFn) -> ParsedDocument:
     return ParsedDocument(text, sections, "text")
 
 
-_TEXT_PARSERS: dict[Kind, Callable[[str, ProgressFn], ParsedDocument]] = {
-    "text": _parse_text,
-    "markdown": parse_markdown,
-    "html": parse_html,
-}
+def _parse_text_kind(
+    kind: Kind, text: str, progress: ProgressFn, limits: ParseLimits
+) -> ParsedDocument:
+    limits.check_text(len(text))  # Markdown and HTML lose characters, never gain them
+    if kind == "markdown":
+        return parse_markdown(text, progress, max_depth=limits.max_html_depth)
+    if kind == "html":
+        return parse_html(text, progress, max_depth=limits.max_html_depth)
+    return _parse_text(text, progress)

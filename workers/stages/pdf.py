@@ -1,4 +1,12 @@
-"""PDF -> plain text, page by page, with pypdf."""
+"""PDF -> plain text, page by page, with pypdf, within a document's limits.
+
+A small PDF can expand to gigabytes (a decompression bomb: a few MB of compressed zeros, or one
+stream of text shared by thousands of pages), and text extraction takes time in proportion to
+what it expands to. So the pages are counted before any is read (MAX_PDF_PAGES), each page's
+content is decompressed and added up before its text is extracted (MAX_PDF_CONTENT_BYTES, which
+pypdf also applies to each stream as it decompresses it), and the text is added up page by page
+(MAX_TEXT_CHARS).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +14,55 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pypdf import PdfReader
-from pypdf.errors import DependencyError
+from pypdf import PageObject, PdfReader, apply_configuration, get_configuration
+from pypdf.errors import DependencyError, LimitReachedError
+from pypdf.generic import ArrayObject, StreamObject
 
 from workers.stages import DocumentError, ProgressFn
 from workers.stages.document import ParsedDocument
+from workers.stages.limits import ParseLimits
+
+# pypdf's own caps on what one stream may decompress to (75 MB each by default)
+_OUTPUT_CAPS = (
+    "zlib_maximum_output_length",
+    "lzw_maximum_output_length",
+    "run_length_maximum_output_length",
+    "brotli_maximum_output_length",
+    "array_based_stream_maximum_output_length",
+)
 
 
-def parse_pdf(content: bytes, progress: ProgressFn) -> ParsedDocument:
-    with _damaged_pdf():
+def parse_pdf(content: bytes, progress: ProgressFn, limits: ParseLimits) -> ParsedDocument:
+    cap = limits.max_pdf_content_bytes + 1  # one byte more: a stream of exactly the limit passes
+    configuration = get_configuration().with_overwrites(**dict.fromkeys(_OUTPUT_CAPS, cap))
+    # the configuration lives in a context variable: it holds in this thread, for this document
+    with apply_configuration(configuration):
+        return _parse(content, progress, limits)
+
+
+def _parse(content: bytes, progress: ProgressFn, limits: ParseLimits) -> ParsedDocument:
+    with _damaged_pdf(limits):
         reader = PdfReader(io.BytesIO(content))
         if reader.is_encrypted and not reader.decrypt(""):
             raise DocumentError("the PDF is protected by a password, so it cannot be read")
         count = len(reader.pages)
     if count == 0:
         raise DocumentError("the PDF has no pages")
+    if count > limits.max_pdf_pages:
+        raise DocumentError(
+            f"the PDF has {count:,} pages: the limit is {limits.max_pdf_pages:,} (MAX_PDF_PAGES)"
+        )
     pages: list[str] = []
+    content_bytes = chars = 0
     for number in range(count):
-        with _damaged_pdf():
-            pages.append(reader.pages[number].extract_text().strip())
+        with _damaged_pdf(limits):
+            page = reader.pages[number]
+            content_bytes += _content_bytes(page)
+            if content_bytes > limits.max_pdf_content_bytes:
+                raise DocumentError(_expands_past(limits))
+            pages.append(page.extract_text().strip())
+        chars += len(pages[-1]) + 2
+        limits.check_text(chars)
         progress((number + 1) / count)
     if not any(pages):
         raise DocumentError(
@@ -34,13 +72,37 @@ def parse_pdf(content: bytes, progress: ProgressFn) -> ParsedDocument:
     return ParsedDocument("\n\n".join(pages), count, "pdf")
 
 
+def _content_bytes(page: PageObject) -> int:
+    """How many bytes the page's content streams decompress to (pypdf keeps them for the text)."""
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    streams = contents if isinstance(contents, ArrayObject) else [contents]
+    total = 0
+    for stream in streams:
+        stream = stream.get_object() if stream is not None else None
+        if isinstance(stream, StreamObject):
+            total += len(stream.get_data())
+    return total
+
+
+def _expands_past(limits: ParseLimits) -> str:
+    return (
+        f"the PDF expands to more than {limits.max_pdf_content_bytes:,} bytes of page content "
+        "(MAX_PDF_CONTENT_BYTES)"
+    )
+
+
 @contextmanager
-def _damaged_pdf() -> Iterator[None]:
+def _damaged_pdf(limits: ParseLimits) -> Iterator[None]:
     """pypdf raises many kinds of exception on a malformed file: each means the file is damaged."""
     try:
         yield
     except (DocumentError, DependencyError):  # DependencyError: this server lacks a package
         raise
+    except LimitReachedError as exc:
+        if "decompress" in str(exc):  # one stream alone expands past the limit
+            raise DocumentError(_expands_past(limits)) from exc
+        raise DocumentError(f"the PDF is too complex to read safely ({str(exc)[:200]})") from exc
     except Exception as exc:
         reason = (str(exc) or type(exc).__name__)[:200]
         raise DocumentError(f"the PDF is damaged and cannot be read ({reason})") from exc
