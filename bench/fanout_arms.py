@@ -20,6 +20,7 @@ from typing import Final
 
 from app.auth import issue_token
 from bench.fanout_procs import Server, free_port, server
+from bench.processes import REPO_ROOT
 
 DOCPULSE: Final = "docpulse"
 MINIMAL: Final = "minimal"
@@ -46,7 +47,14 @@ class Arm:
     @property
     def kind(self) -> str:
         """The load generator's protocol: docpulse (bearer token, ready), socketio, plain."""
-        return {DOCPULSE: "docpulse", SOCKETIO: "socketio"}.get(self.name, "plain")
+        if self.is_docpulse:
+            return "docpulse"
+        return "socketio" if self.name == SOCKETIO else "plain"
+
+    @property
+    def is_docpulse(self) -> bool:
+        """docpulse, or another version of it (`docpulse@<commit>`)."""
+        return self.name.split("@")[0] == DOCPULSE
 
     @property
     def feed(self) -> str:
@@ -55,14 +63,14 @@ class Arm:
 
     def url(self, tenant: str) -> str:
         base = f"ws://127.0.0.1:{self.server.port}"
-        if self.name == DOCPULSE:
+        if self.is_docpulse:
             return f"{base}/ws"
         if self.name == SOCKETIO:
             return f"{base}/socket.io/?EIO=4&transport=websocket&tenant={tenant}"
         return f"{base}/ws?tenant={tenant}"
 
     def token(self, tenant: str) -> str | None:
-        if self.name != DOCPULSE:
+        if not self.is_docpulse:
             return None
         if tenant not in self._tokens:
             self._tokens[tenant] = issue_token(self.secret, tenant, 3600)
@@ -70,10 +78,13 @@ class Arm:
 
 
 @contextlib.asynccontextmanager
-async def start_arm(name: str, redis_url: str, namespace: str, log_dir: Path) -> AsyncIterator[Arm]:
+async def start_arm(
+    name: str, redis_url: str, namespace: str, log_dir: Path, checkout: Path | None = None
+) -> AsyncIterator[Arm]:
+    """`checkout`: run docpulse from this copy of the repository instead (an older version)."""
     port = free_port()
     log = log_dir / f"fanout-{name}.log"
-    if name == DOCPULSE:
+    if name.split("@")[0] == DOCPULSE:
         secret = secrets.token_urlsafe(32)
         env = {
             **os.environ,
@@ -84,7 +95,7 @@ async def start_arm(name: str, redis_url: str, namespace: str, log_dir: Path) ->
             "LOG_FORMAT": "json",
         }
         args = ["-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port)]
-        async with server(args, env, log, port) as running:
+        async with server(args, env, log, port, checkout or REPO_ROOT) as running:
             yield Arm(name, namespace, running, secret)
         return
     args = ["-m", _PEERS[name], "--port", str(port), "--redis", redis_url]

@@ -36,13 +36,18 @@ def _raise_open_files() -> None:
 
 
 async def _spawn(
-    args: Sequence[str], env: Mapping[str, str] | None, log: Path, *, piped: bool
+    args: Sequence[str],
+    env: Mapping[str, str] | None,
+    log: Path,
+    *,
+    piped: bool,
+    cwd: Path = REPO_ROOT,
 ) -> asyncio.subprocess.Process:
     pipe = asyncio.subprocess.PIPE
     with log.open("wb") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable, *args,
-            env=None if env is None else dict(env), cwd=REPO_ROOT,
+            env=None if env is None else dict(env), cwd=cwd,
             stdin=pipe if piped else asyncio.subprocess.DEVNULL,
             stdout=pipe if piped else out, stderr=out,
             preexec_fn=_raise_open_files, limit=2**24,
@@ -132,10 +137,11 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def server(
-    args: Sequence[str], env: Mapping[str, str] | None, log: Path, port: int
+    args: Sequence[str], env: Mapping[str, str] | None, log: Path, port: int, cwd: Path = REPO_ROOT
 ) -> AsyncIterator[Server]:
-    """Started, not yet listening: `await Server.wait_listening()` (servers start side by side)."""
-    process = await _spawn(args, env, log, piped=False)
+    """Started, not yet listening: `await Server.wait_listening()` (servers start side by side).
+    `cwd`: where `python -m` finds its packages (another checkout's, to compare two versions)."""
+    process = await _spawn(args, env, log, piped=False, cwd=cwd)
     try:
         yield Server(process, port, log)
     finally:

@@ -60,6 +60,7 @@ async def test_a_full_sink_is_dropped_and_the_rest_still_served(
 ) -> None:
     keys = Keys(settings.namespace)
     before = REGISTRY.get_sample_value("docpulse_ws_events_dropped_total") or 0.0
+    relayed = REGISTRY.get_sample_value("docpulse_ws_events_relayed_total") or 0.0
     async with Hub(redis, keys, EventLog(redis, max_length=100, ttl_s=60)).running() as hub:
         full, roomy = ListSink(room=2), ListSink()
         await hub.join("acme", full)
@@ -70,3 +71,5 @@ async def test_a_full_sink_is_dropped_and_the_rest_still_served(
         assert len(full.frames) == 2
         assert hub.sinks_of("acme") == 1
     assert REGISTRY.get_sample_value("docpulse_ws_events_dropped_total") == before + 1
+    # what each socket was given: 2 to the full one, 5 to the other
+    assert REGISTRY.get_sample_value("docpulse_ws_events_relayed_total") == relayed + 7
