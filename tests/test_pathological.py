@@ -1,0 +1,265 @@
+"""Pathological documents (bombs, deep nesting, huge lines) fail alone, naming the limit they hit.
+
+The PDFs are written here byte by byte, so no large file is committed. A real arq worker runs
+each bad document next to normal ones; the stage tests check each bound on its own.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from docpulse.events import JobEvent
+from docpulse.keys import Keys
+from docpulse.records import Records
+from docpulse.settings import Settings
+from tests.conftest import Listener, run_burst, with_settings
+from tests.test_pipeline import DATA, ended, submit
+from workers.stages import DocumentError, chunk
+from workers.stages.chunk import WINDOW_CHUNKS, chunk_text
+from workers.stages.html import parse_html
+from workers.stages.nesting import html_depth
+from workers.stages.parse import ParseLimits, parse_document
+
+MiB = 2**20
+DEPTH = "nested more than 512 elements deep (MAX_HTML_DEPTH)"
+EXPANDS = "expands to more than 67,108,864 bytes of page content (MAX_PDF_CONTENT_BYTES)"
+
+
+# PDFs written by hand ---------------------------------------------------------------------------
+
+
+def pdf(objects: list[bytes]) -> bytes:
+    """A PDF of `objects` (numbered from 1; the first is the catalog), with a correct xref."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def flate(data: bytes) -> bytes:
+    compressed = zlib.compress(data)
+    return b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (
+        len(compressed),
+        compressed,
+    )
+
+
+def zeros_stream(size: int) -> bytes:
+    """A FlateDecode stream of `size` zero bytes (a multiple of 1 MiB), made without zlib
+    compressing them all: each MiB compresses alike after a full flush, and the Adler-32 of n
+    zeros is (n % 65521) << 16 | 1."""
+    compressor = zlib.compressobj(9)
+    block = compressor.compress(bytes(MiB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    head = block  # the first block carries the zlib header as well
+    block = compressor.compress(bytes(MiB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.flush()[:-4] + struct.pack(">I", (size % 65521) << 16 | 1)
+    data = head + block * (size // MiB - 1) + tail
+    return b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(data), data)
+
+
+def pages_pdf(content: bytes, pages: int) -> bytes:
+    """`pages` pages that all show the one content stream `content` (object 4)."""
+    page = b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    kids = b" ".join(b"%d 0 R" % (5 + n) for n in range(pages))
+    return pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        content,
+        *[page] * pages,
+    ])  # fmt: skip
+
+
+def shows(text: bytes) -> bytes:
+    return flate(b"BT /F1 12 Tf 72 720 Td (" + text + b") Tj ET")
+
+
+def parse(name: str, content: bytes, **limits: int) -> str:
+    parsed = parse_document(
+        content,
+        filename=name,
+        content_type="",
+        max_bytes=20 * MiB,
+        progress=lambda _: None,
+        limits=ParseLimits(**limits),
+    )
+    return parsed.text
+
+
+# HTML and Markdown ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<div>" * 100_000 + "deep",
+        "<div>" * 100_000 + "deep" + "</div>" * 100_000,
+        "<b><i>" * 50_000 + "deep",
+        "<table><tr><td>" * 20_000 + "deep",
+    ],
+    ids=["unclosed-divs", "closed-divs", "b-i", "tables"],
+)
+def test_html_nested_too_deep_fails_before_the_parser_sees_it(html: str) -> None:
+    # lexbor's time grows with the square of the depth: 40,000 <div>s took 6 s, 100,000 minutes
+    with pytest.raises(DocumentError, match=r"nested more than 512 elements deep"):
+        parse("deep.html", f"<html><body>{html}".encode())
+
+
+def test_html_that_nests_within_the_limit_or_leaves_end_tags_out_is_read() -> None:
+    deep = "<div>" * 500 + "deep" + "</div>" * 500
+    # elements whose end tags may be left out, and end tags that close what is left open
+    sloppy = "<p>para <a name=x>anchor <li>item <td>cell " * 5_000
+    sloppy += "<div><span>never closed</div>" * 5_000
+    sloppy += "<script>" + "'<div>' + " * 5_000 + "''</script><!--" + "<div>" * 5_000 + "-->"
+    for html in (deep, sloppy):
+        assert html_depth(html, stop_past=512) <= 512
+        assert parse_html(html, lambda _: None, max_depth=512).text
+
+
+def test_markdown_nested_too_deep_fails_instead_of_losing_its_text() -> None:
+    # markdown-it drops what is nested past its limit: a quote 100,000 deep read as empty
+    with pytest.raises(DocumentError, match="nests lists or block quotes more than 19 levels"):
+        parse("deep.md", b">" * 100_000 + b" deep\n")
+    # and a document with ten lists inside each other lost the innermost text silently
+    source = b"# Notes\n\nSome text.\n\n" + b"- " * 10 + b"innermost\n\nMore text.\n"
+    with pytest.raises(DocumentError, match="nests lists or block quotes"):
+        parse("lists.md", source)
+    assert "innermost" in parse("lists.md", source.replace(b"- " * 10, b"- " * 9))
+
+
+def test_html_inside_markdown_is_held_to_the_same_depth() -> None:
+    with pytest.raises(DocumentError, match=re.escape(DEPTH)):
+        parse("deep.md", b"text\n\n<div>\n" + b"<div>" * 100_000 + b"\n")
+
+
+# PDF --------------------------------------------------------------------------------------------
+
+
+def test_a_pdf_bomb_fails_naming_the_limit_not_as_damaged() -> None:
+    # 16 MiB of zeros in 16 KB: pypdf (75 MB per stream) would expand it and find no text
+    bomb = pages_pdf(zeros_stream(16 * MiB), 1)
+    assert len(bomb) < 100_000
+    with pytest.raises(DocumentError, match=r"expands to more than 1,048,576 bytes of page"):
+        parse("bomb.pdf", bomb, max_pdf_content_bytes=MiB)
+
+
+def test_content_shared_by_many_pages_counts_once_per_page() -> None:
+    # 400 KB of text shown by 4 pages: each stream is under the limit, the pages together not
+    shared = pages_pdf(shows(b"word " * 80_000), 4)
+    assert len(parse("shared.pdf", shared, max_pdf_content_bytes=2 * MiB)) > 1_000_000
+    with pytest.raises(DocumentError, match="MAX_PDF_CONTENT_BYTES"):
+        parse("shared.pdf", shared, max_pdf_content_bytes=MiB)
+
+
+def test_a_pdf_with_too_many_pages_fails_before_any_page_is_read() -> None:
+    many = pages_pdf(shows(b"page"), 11)
+    with pytest.raises(DocumentError, match=r"has 11 pages: the limit is 10 \(MAX_PDF_PAGES\)"):
+        parse("many.pdf", many, max_pdf_pages=10)
+    assert parse("many.pdf", many, max_pdf_pages=11).count("page") == 11
+
+
+def test_text_past_the_limit_fails_for_pdf_and_text_alike() -> None:
+    with pytest.raises(DocumentError, match=r"more than 1,000 characters of text \(MAX_TEXT"):
+        parse("long.pdf", pages_pdf(shows(b"word " * 100), 3), max_text_chars=1_000)
+    with pytest.raises(DocumentError, match="MAX_TEXT_CHARS"):
+        parse("long.txt", b"word " * 300, max_text_chars=1_000)
+    assert parse("long.txt", b"word " * 200, max_text_chars=1_000)
+
+
+# chunk ------------------------------------------------------------------------------------------
+
+
+def test_chunking_in_windows_gives_the_chunks_the_whole_text_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sentences = " ".join(f"Sentence number {i} is short." for i in range(3_000))
+    text = sentences + "\n\n" + ("para " * 100 + "\n\n") * 300 + "x" * 50_000
+    size = 200
+    assert len(text) > 10 * WINDOW_CHUNKS * size
+    windowed = chunk_text(text, size=size, overlap=60, progress=lambda _: None)
+    monkeypatch.setattr(chunk, "WINDOW_CHUNKS", len(text))
+    whole = chunk_text(text, size=size, overlap=60, progress=lambda _: None)
+    assert windowed == whole
+
+
+def test_more_chunks_than_the_limit_fails_the_document() -> None:
+    with pytest.raises(DocumentError, match=r"more than 99 chunks \(MAX_CHUNKS\)"):
+        chunk_text("word " * 10_000, size=100, overlap=0, progress=lambda _: None, max_chunks=99)
+
+
+# a real worker ----------------------------------------------------------------------------------
+
+
+def terminal(events: list[JobEvent], document_id: int) -> list[str]:
+    return [e.event for e in events if e.document_id == document_id and e.is_terminal]
+
+
+@pytest.mark.e2e
+async def test_each_pathological_document_fails_alone_with_its_reason(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    bad = {
+        "deep.html": (b"<html><body>" + b"<div>" * 100_000 + b"deep", DEPTH),
+        "bold.html": (b"<html><body>" + b"<b><i>" * 50_000 + b"deep", DEPTH),
+        "quotes.md": (b">" * 100_000 + b" deep\n", "nests lists or block quotes"),
+        "bomb.pdf": (pages_pdf(zeros_stream(1024 * MiB), 1), EXPANDS),
+        "pages.pdf": (pages_pdf(shows(b"hi"), 5_001), "has 5,001 pages: the limit is 5,000"),
+    }
+    assert all(len(content) < settings.max_document_bytes for content, _ in bad.values())
+    docs = {
+        name: await submit(settings, redis, name, content) for name, (content, _) in bad.items()
+    }
+    good = [await submit(settings, redis, DATA / name) for name in ("plain.txt", "report.pdf")]
+    await run_burst(settings)
+
+    ids = [d.document_id for d in [*docs.values(), *good]]
+    events = await listener.until(lambda ev: all(ended(i, ev) for i in ids))
+    records = Records(redis, Keys(settings.namespace))
+    for name, doc in docs.items():
+        failure = [e for e in events if e.document_id == doc.document_id][-1]
+        assert terminal(events, doc.document_id) == ["parse_failed"], name
+        assert failure.error is not None
+        assert bad[name][1] in failure.error, name
+        stored = await records.get_document("acme", doc.document_id)
+        assert stored is not None
+        assert (stored.state, stored.error) == ("failed", f"parse: {failure.error}")
+    for doc in good:
+        assert terminal(events, doc.document_id) == ["parse_done", "chunk_done", "embed_done"]
+
+
+@pytest.mark.e2e
+async def test_a_10_mb_single_line_is_read_chunked_and_embedded(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    # without windows the splitter took over 5 minutes on one such line
+    settings = with_settings(settings, chunk_size=1000, chunk_overlap=200)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    line = b"word " * 2 * MiB
+    docs = [await submit(settings, redis, name, line) for name in ("line.txt", "line.md")]
+    docs.append(await submit(settings, redis, Path(DATA / "plain.txt")))
+    await run_burst(settings)
+
+    events = await listener.until(lambda ev: all(ended(d.document_id, ev) for d in docs))
+    records = Records(redis, Keys(settings.namespace))
+    for doc in docs:
+        assert terminal(events, doc.document_id) == ["parse_done", "chunk_done", "embed_done"]
+    stored = await records.get_document("acme", docs[0].document_id)
+    assert stored is not None
+    assert stored.chunk_count is not None
+    assert stored.chunk_count > len(line) // 1000
