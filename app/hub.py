@@ -267,15 +267,21 @@ class Hub:
     # heartbeat ---------------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        """Ping every socket of the process each interval, a batch per turn of the loop; a sink
-        refuses the ping (and is dropped) when its peer answered nothing since the last one."""
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            channels = list(self._channels.values())
-            for start in range(0, len(channels), HEARTBEAT_BATCH):
-                for channel in channels[start : start + HEARTBEAT_BATCH]:
-                    channel.deliver(0, PING_FRAME, count=False)
-                await asyncio.sleep(0)
+            await self.beat()
+
+    async def beat(self) -> None:
+        """One heartbeat round: ping every socket of the process, HEARTBEAT_BATCH sockets per
+        turn of the loop. A sink refuses the ping (and is dropped) when its peer answered nothing
+        since the previous round: it takes the link for dead and aborts it."""
+        pinged = 0
+        for channel in list(self._channels.values()):
+            channel.deliver(0, PING_FRAME, count=False)
+            pinged += len(channel.sinks)
+            if pinged >= HEARTBEAT_BATCH:
+                pinged = 0
+                await asyncio.sleep(0)  # the rest of the process runs between batches
 
     # lifetime ----------------------------------------------------------------------------------
 

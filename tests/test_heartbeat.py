@@ -19,11 +19,10 @@ TIMEOUTS = "docpulse_ws_heartbeat_timeouts_total"
 Client = TestClient[web.Request, web.Application]
 
 
-@pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+async def served(
+    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, every: float
 ) -> Client:
-    monkeypatch.setattr(hub, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(hub, "HEARTBEAT_S", every)
     return await aiohttp_client(create_app(keyed(settings)))
 
 
@@ -34,32 +33,41 @@ async def connect(client: Client) -> aiohttp.ClientWebSocketResponse:
     return ws
 
 
-async def test_a_peer_that_answers_no_ping_is_dropped(client: Client) -> None:
+async def test_a_peer_that_answers_no_ping_is_dropped(
+    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await served(aiohttp_client, settings, monkeypatch, every=0.05)
     before = REGISTRY.get_sample_value(TIMEOUTS) or 0.0
     ws = await connect(client)
     assert (await ws.receive(timeout=10)).type is WSMsgType.PING
-    # no pong: by the next ping the server takes the link for dead and cuts it
+    # no pong: by the next round the server takes the link for dead and cuts it
     msg = await ws.receive(timeout=10)
     assert msg.type in (WSMsgType.CLOSED, WSMsgType.ERROR), msg
     assert REGISTRY.get_sample_value(TIMEOUTS) == before + 1
     await eventually(lambda: client.app[HUB].sinks_of("acme") == 0)
 
 
-async def test_a_peer_that_answers_pings_keeps_its_socket(client: Client) -> None:
+async def test_a_peer_that_answers_pings_keeps_its_socket(
+    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await served(aiohttp_client, settings, monkeypatch, every=3600)  # rounds by hand
     ws = await connect(client)
     for _ in range(3):  # each round checks the answer to the one before
+        await client.app[HUB].beat()
         msg = await ws.receive(timeout=10)
         assert msg.type is WSMsgType.PING, msg
         await ws.pong(msg.data)
-    await ws.send_str('{"op": "ping"}')
-    while (msg := await ws.receive(timeout=10)).type is WSMsgType.PING:
-        await ws.pong(msg.data)
-    assert msg.json() == {"op": "pong"}
+        # frames are read in order: once this is answered, the server has read the pong
+        await ws.send_str('{"op": "ping"}')
+        assert (await ws.receive_json(timeout=10)) == {"op": "pong"}
+    assert client.app[HUB].sinks_of("acme") == 1
 
 
-async def test_the_peer_s_protocol_pings_are_answered(client: Client) -> None:
+async def test_the_peer_s_protocol_pings_are_answered(
+    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await served(aiohttp_client, settings, monkeypatch, every=3600)
     ws = await connect(client)
     await ws.ping(b"are you there")
-    while (msg := await ws.receive(timeout=10)).type is WSMsgType.PING:
-        await ws.pong(msg.data)
+    msg = await ws.receive(timeout=10)
     assert (msg.type, msg.data) == (WSMsgType.PONG, b"are you there")
