@@ -1,8 +1,9 @@
 """`GET /ws[?since=SEQ&epoch=EPOCH]`: a tenant's live job events over a WebSocket.
 
 Authenticated before the upgrade (bearer token or single-use ticket, and the Origin check). The
-handler task is the only reader; a writer task per socket drains the socket's bounded queue, which
-the hub fills without waiting.
+handler task is the only reader. The hub writes each event's frame straight to the socket's
+transport; only while the transport is full does a drainer task write the socket's bounded backlog
+(app/connection.py).
 
 Heartbeat: the hub pings every socket of the process every HEARTBEAT_S (25 s); a socket that
 answered nothing (no pong, no frame) by the next ping is aborted as a dead link.
