@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from docpulse.events import JobEvent
 from docpulse.keys import Keys
 from docpulse.records import Records
-from docpulse.settings import Settings
+from docpulse.settings import Settings, SettingsError
 from tests.conftest import Listener, run_burst, with_settings
 from tests.test_pipeline import DATA, ended, submit
 from workers.stages import DocumentError, chunk
@@ -263,3 +263,22 @@ async def test_a_10_mb_single_line_is_read_chunked_and_embedded(
     assert stored is not None
     assert stored.chunk_count is not None
     assert stored.chunk_count > len(line) // 1000
+
+
+# settings ---------------------------------------------------------------------------------------
+
+
+def test_the_limits_are_settings_with_the_stage_defaults() -> None:
+    env = {"MAX_TEXT_CHARS": "7", "MAX_CHUNKS": "8", "MAX_PDF_PAGES": "9"}
+    env |= {"MAX_PDF_CONTENT_BYTES": "10", "MAX_HTML_DEPTH": "11"}
+    settings = Settings.from_env(env)
+    assert (settings.max_text_chars, settings.max_chunks, settings.max_pdf_pages) == (7, 8, 9)
+    assert (settings.max_pdf_content_bytes, settings.max_html_depth) == (10, 11)
+    defaults, limits = Settings(), ParseLimits()
+    assert defaults.max_text_chars == limits.max_text_chars
+    assert defaults.max_pdf_pages == limits.max_pdf_pages
+    assert defaults.max_pdf_content_bytes == limits.max_pdf_content_bytes
+    assert defaults.max_html_depth == limits.max_html_depth
+    for name in env:
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: "0"})
