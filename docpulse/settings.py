@@ -30,14 +30,15 @@ class Settings:
     # MAX_DOCUMENT_BYTES: larger documents are refused (upload) or fail in parse (arq)
     max_document_bytes: int = 20 * MiB
     # MAX_TEXT_CHARS: characters of text one document may have after parsing; more fails it
-    max_text_chars: int = 20_000_000
+    # (as many as MAX_DOCUMENT_BYTES by default, so any plain text file that fits passes)
+    max_text_chars: int = 20 * MiB
     # MAX_CHUNKS: chunks one document may split into; more fails it in chunk
     max_chunks: int = 50_000
     # MAX_PDF_PAGES: pages one PDF may have; more fails it before any page is read
     max_pdf_pages: int = 5_000
     # MAX_PDF_CONTENT_BYTES: bytes a PDF's page content may expand to, all pages together (and
     # the most any one compressed stream may expand to); more fails it (a decompression bomb)
-    max_pdf_content_bytes: int = 64 * MiB
+    max_pdf_content_bytes: int = 16 * MiB
     # MAX_HTML_DEPTH: elements one inside another in HTML (and HTML in Markdown); deeper fails it
     # before the HTML parser sees it (its time grows with the square of the depth)
     max_html_depth: int = 512

@@ -28,7 +28,7 @@ from workers.stages.parse import ParseLimits, parse_document
 
 MiB = 2**20
 DEPTH = "nested more than 512 elements deep (MAX_HTML_DEPTH)"
-EXPANDS = "expands to more than 67,108,864 bytes of page content (MAX_PDF_CONTENT_BYTES)"
+EXPANDS = "expands to more than 16,777,216 bytes of page content (MAX_PDF_CONTENT_BYTES)"
 
 
 # PDFs written by hand ---------------------------------------------------------------------------

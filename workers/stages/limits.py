@@ -13,9 +13,9 @@ MiB = 2**20
 class ParseLimits:
     """The settings of the same names (docpulse.settings); the defaults are theirs."""
 
-    max_text_chars: int = 20_000_000  # MAX_TEXT_CHARS
+    max_text_chars: int = 20 * MiB  # MAX_TEXT_CHARS
     max_pdf_pages: int = 5_000  # MAX_PDF_PAGES
-    max_pdf_content_bytes: int = 64 * MiB  # MAX_PDF_CONTENT_BYTES
+    max_pdf_content_bytes: int = 16 * MiB  # MAX_PDF_CONTENT_BYTES
     max_html_depth: int = 512  # MAX_HTML_DEPTH
 
     def check_text(self, chars: int) -> None:
