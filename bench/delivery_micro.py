@@ -5,8 +5,8 @@ stamp, lag, channel order, framing once, `Connection.offer` per socket); ARM `mi
 minimal relay's loop, `await send_frame(data, TEXT)` per socket (aiohttp's `WebSocketWriter`,
 what `WebSocketResponse.send_frame` calls). Every socket is one end of a Unix socket pair whose
 other end nobody reads during the run (the events fit in the kernel's buffer), so only the
-server's side is counted. Run it under callgrind with `--events N` and with `--events 0`; the
-difference over N x sockets-per-tenant is the cost of one delivery:
+server's side is counted. Run it under callgrind, then again with `--baseline` (the same events
+made, none delivered); the difference over events x sockets per tenant is one delivery's cost:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python bench/delivery_micro.py ARM
 
@@ -123,8 +123,13 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--per-tenant", type=int, default=10)
     parser.add_argument("--verify", action="store_true", help="count what the peers received")
+    parser.add_argument(
+        "--baseline", action="store_true", help="everything but the delivery: subtract this run"
+    )
     args = parser.parse_args()
     events = _payloads(args.events, args.tenants)
+    if args.baseline:
+        events = []
     run = _docpulse if args.arm == "docpulse" else _minimal
     asyncio.run(run(events, args.tenants, args.per_tenant))
     return 0
