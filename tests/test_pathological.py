@@ -166,6 +166,40 @@ def test_content_shared_by_many_pages_counts_once_per_page() -> None:
         parse("shared.pdf", shared, max_pdf_content_bytes=MiB)
 
 
+def test_a_form_drawn_over_and_over_counts_each_time_it_is_drawn() -> None:
+    # a page that draws one 20 KB form 100 times: 1 KB of PDF, 2 MB of content to go through
+    form = flate(b"BT /F1 12 Tf 72 720 Td (" + b"word " * 4_000 + b") Tj ET")
+    form = form.replace(b"<< ", b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] ", 1)
+    form = form.replace(b"<< ", b"<< /Resources << /Font << /F1 3 0 R >> >> ", 1)
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R /Resources << /XObject << /X0 5 0 R >> >> >>"
+    )
+    drawn = pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [6 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        flate(b"/X0 Do\n" * 100),
+        form,
+        page,
+    ])  # fmt: skip
+    assert parse("forms.pdf", drawn, max_pdf_content_bytes=3 * MiB).count("word") == 400_000
+    with pytest.raises(DocumentError, match="MAX_PDF_CONTENT_BYTES"):
+        parse("forms.pdf", drawn, max_pdf_content_bytes=MiB)
+
+
+def test_a_page_tree_of_one_page_repeated_counts_every_repeat() -> None:
+    page = b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    tree = pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + b"5 0 R " * 20_000 + b"] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        shows(b"again"),
+        page,
+    ])  # fmt: skip
+    with pytest.raises(DocumentError, match=r"has 20,000 pages: the limit is 5,000"):
+        parse("tree.pdf", tree)
+
+
 def test_a_pdf_with_too_many_pages_fails_before_any_page_is_read() -> None:
     many = pages_pdf(shows(b"page"), 11)
     with pytest.raises(DocumentError, match=r"has 11 pages: the limit is 10 \(MAX_PDF_PAGES\)"):

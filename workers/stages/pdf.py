@@ -2,10 +2,9 @@
 
 A small PDF can expand to gigabytes (a decompression bomb: a few MB of compressed zeros, or one
 stream of text shared by thousands of pages), and text extraction takes time in proportion to
-what it expands to. So the pages are counted before any is read (MAX_PDF_PAGES), each page's
-content is decompressed and added up before its text is extracted (MAX_PDF_CONTENT_BYTES, which
-pypdf also applies to each stream as it decompresses it), and the text is added up page by page
-(MAX_TEXT_CHARS).
+what it expands to. So the pages are counted before any is read (MAX_PDF_PAGES), the content
+that extraction goes through is added up as it goes (MAX_PDF_CONTENT_BYTES, see pdf_budget.py;
+pypdf also applies it to each stream it decompresses), and so is the text (MAX_TEXT_CHARS).
 """
 
 from __future__ import annotations
@@ -14,13 +13,13 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pypdf import PageObject, PdfReader, apply_configuration, get_configuration
+from pypdf import PdfReader, apply_configuration, get_configuration
 from pypdf.errors import DependencyError, LimitReachedError
-from pypdf.generic import ArrayObject, StreamObject
 
 from workers.stages import DocumentError, ProgressFn
 from workers.stages.document import ParsedDocument
 from workers.stages.limits import ParseLimits
+from workers.stages.pdf_budget import ContentBudget
 
 # pypdf's own caps on what one stream may decompress to (75 MB each by default)
 _OUTPUT_CAPS = (
@@ -53,14 +52,11 @@ def _parse(content: bytes, progress: ProgressFn, limits: ParseLimits) -> ParsedD
             f"the PDF has {count:,} pages: the limit is {limits.max_pdf_pages:,} (MAX_PDF_PAGES)"
         )
     pages: list[str] = []
-    content_bytes = chars = 0
+    chars = 0
+    budget = ContentBudget(limits.max_pdf_content_bytes)
     for number in range(count):
         with _damaged_pdf(limits):
-            page = reader.pages[number]
-            content_bytes += _content_bytes(page)
-            if content_bytes > limits.max_pdf_content_bytes:
-                raise DocumentError(_expands_past(limits))
-            pages.append(page.extract_text().strip())
+            pages.append(budget.extract_text(reader.pages[number]).strip())
         chars += len(pages[-1]) + 2
         limits.check_text(chars)
         progress((number + 1) / count)
@@ -72,26 +68,6 @@ def _parse(content: bytes, progress: ProgressFn, limits: ParseLimits) -> ParsedD
     return ParsedDocument("\n\n".join(pages), count, "pdf")
 
 
-def _content_bytes(page: PageObject) -> int:
-    """How many bytes the page's content streams decompress to (pypdf keeps them for the text)."""
-    contents = page.get("/Contents")
-    contents = contents.get_object() if contents is not None else None
-    streams = contents if isinstance(contents, ArrayObject) else [contents]
-    total = 0
-    for stream in streams:
-        stream = stream.get_object() if stream is not None else None
-        if isinstance(stream, StreamObject):
-            total += len(stream.get_data())
-    return total
-
-
-def _expands_past(limits: ParseLimits) -> str:
-    return (
-        f"the PDF expands to more than {limits.max_pdf_content_bytes:,} bytes of page content "
-        "(MAX_PDF_CONTENT_BYTES)"
-    )
-
-
 @contextmanager
 def _damaged_pdf(limits: ParseLimits) -> Iterator[None]:
     """pypdf raises many kinds of exception on a malformed file: each means the file is damaged."""
@@ -101,7 +77,7 @@ def _damaged_pdf(limits: ParseLimits) -> Iterator[None]:
         raise
     except LimitReachedError as exc:
         if "decompress" in str(exc):  # one stream alone expands past the limit
-            raise DocumentError(_expands_past(limits)) from exc
+            raise DocumentError(ContentBudget(limits.max_pdf_content_bytes).reason) from exc
         raise DocumentError(f"the PDF is too complex to read safely ({str(exc)[:200]})") from exc
     except Exception as exc:
         reason = (str(exc) or type(exc).__name__)[:200]
