@@ -188,6 +188,7 @@ async def _serve(
             return ws
         after = max([stamp_of(f).seq for f in opening[1:]], default=since)
         conn.open(opening, after=after)  # what the transport cannot take, a drainer task writes
+        del opening  # not held for the socket's lifetime (a resume's history can be long)
         await _read(ws, conn)  # only the handler reads
     finally:
         hub.leave(tenant_id, conn)
