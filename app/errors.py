@@ -2,7 +2,9 @@
 
 Handlers raise `json_error(...)`; any other `web.HTTPException` (404 of the router, 405, 413 of
 aiohttp itself) is rewritten to the same shape; anything else is logged once and becomes a 500
-without a stack trace.
+without a stack trace. A request that finds Redis unreachable is a 503 `unavailable` with
+`Retry-After`: the client should retry, and nothing it asked for was half done by us (writes are
+single scripts or transactions).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
+REDIS_RETRY_AFTER_S = 5
 
 _CODES = {
     400: "bad_request",
@@ -75,6 +80,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return _rewrite(exc)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        logger.warning(
+            "Redis unreachable in %s %s (%s)", request.method, request.path, type(exc).__name__
+        )
+        body = error_body("unavailable", "the service cannot reach its store; try again shortly")
+        return web.Response(
+            body=body,
+            status=503,
+            content_type="application/json",
+            headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        )
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
         body = error_body("internal", "internal server error; it has been logged")

@@ -54,3 +54,20 @@ async def test_events_flow_again_after_redis_restarts(
     assert resync["epoch"] != first_epoch
     events = [f for f in frames if "event" in f]
     assert [(e["event"], e["job_id"]) for e in events] == [("embed_done", 7)]
+
+
+@pytest.mark.e2e
+async def test_requests_while_redis_is_down_are_a_json_503_with_retry_after(
+    aiohttp_client: AiohttpClient, server: EmbeddedRedis
+) -> None:
+    settings = keyed(Settings(redis_url=server.url, namespace="outage:"))
+    client = await aiohttp_client(create_app(settings))
+    server.kill()
+    for method, path in (("GET", "/api/documents"), ("POST", "/api/documents?filename=a.txt")):
+        resp = await client.request(method, path, data=b"hello", headers=bearer("acme"))
+        assert resp.status == 503, await resp.text()
+        assert int(resp.headers["Retry-After"]) > 0
+        assert (await resp.json())["error"]["code"] == "unavailable"
+    server.start()
+    listed = await client.get("/api/documents", headers=bearer("acme"))
+    assert (await listed.json())["total"] == 0  # the refused upload left nothing behind
