@@ -42,6 +42,9 @@ class Settings:
     # MAX_HTML_DEPTH: elements one inside another in HTML (and HTML in Markdown); deeper fails it
     # before the HTML parser sees it (its time grows with the square of the depth)
     max_html_depth: int = 512
+    # MAX_HTML_ELEMENTS: elements (start tags) in HTML; more fails it before the HTML parser sees
+    # it (parsing takes about 600 bytes per element)
+    max_html_elements: int = 500_000
     # CHUNK_SIZE / CHUNK_OVERLAP: characters per chunk and shared between neighbours
     chunk_size: int = 1000
     chunk_overlap: int = 200
@@ -174,6 +177,7 @@ class Settings:
             "max_pdf_pages",
             "max_pdf_content_bytes",
             "max_html_depth",
+            "max_html_elements",
             "embed_dim",
             "embed_batch",
             "max_attempts",

@@ -23,7 +23,7 @@ from tests.test_pipeline import DATA, ended, submit
 from workers.stages import DocumentError, chunk
 from workers.stages.chunk import WINDOW_CHUNKS, chunk_text
 from workers.stages.html import parse_html
-from workers.stages.nesting import html_depth
+from workers.stages.nesting import html_shape
 from workers.stages.parse import ParseLimits, parse_document
 
 MiB = 2**20
@@ -127,8 +127,15 @@ def test_html_that_nests_within_the_limit_or_leaves_end_tags_out_is_read() -> No
     sloppy += "<div><span>never closed</div>" * 5_000
     sloppy += "<script>" + "'<div>' + " * 5_000 + "''</script><!--" + "<div>" * 5_000 + "-->"
     for html in (deep, sloppy):
-        assert html_depth(html, stop_past=512) <= 512
-        assert parse_html(html, lambda _: None, max_depth=512).text
+        assert html_shape(html, stop_past=(512, 500_000)).depth <= 512
+        assert parse_html(html, lambda _: None, ParseLimits()).text
+
+
+def test_html_with_too_many_elements_fails_before_the_parser_sees_it() -> None:
+    page = b"<html><body>" + b"<p>para <b>bold</b> <img src=x.png><script>'<p>'</script>" * 2_500
+    assert parse("many.html", page, max_html_elements=10_002).count("para") == 2_500
+    with pytest.raises(DocumentError, match=r"more than 10,001 elements \(MAX_HTML_ELEMENTS\)"):
+        parse("many.html", page, max_html_elements=10_001)
 
 
 def test_markdown_nested_too_deep_fails_instead_of_losing_its_text() -> None:
@@ -304,15 +311,17 @@ async def test_a_10_mb_single_line_is_read_chunked_and_embedded(
 
 def test_the_limits_are_settings_with_the_stage_defaults() -> None:
     env = {"MAX_TEXT_CHARS": "7", "MAX_CHUNKS": "8", "MAX_PDF_PAGES": "9"}
-    env |= {"MAX_PDF_CONTENT_BYTES": "10", "MAX_HTML_DEPTH": "11"}
+    env |= {"MAX_PDF_CONTENT_BYTES": "10", "MAX_HTML_DEPTH": "11", "MAX_HTML_ELEMENTS": "12"}
     settings = Settings.from_env(env)
     assert (settings.max_text_chars, settings.max_chunks, settings.max_pdf_pages) == (7, 8, 9)
     assert (settings.max_pdf_content_bytes, settings.max_html_depth) == (10, 11)
+    assert settings.max_html_elements == 12
     defaults, limits = Settings(), ParseLimits()
     assert defaults.max_text_chars == limits.max_text_chars
     assert defaults.max_pdf_pages == limits.max_pdf_pages
     assert defaults.max_pdf_content_bytes == limits.max_pdf_content_bytes
     assert defaults.max_html_depth == limits.max_html_depth
+    assert defaults.max_html_elements == limits.max_html_elements
     for name in env:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: "0"})

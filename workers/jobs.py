@@ -64,6 +64,7 @@ async def _parse(run: StageRun) -> dict[str, Any]:
             max_pdf_pages=settings.max_pdf_pages,
             max_pdf_content_bytes=settings.max_pdf_content_bytes,
             max_html_depth=settings.max_html_depth,
+            max_html_elements=settings.max_html_elements,
         ),
     )
     await records.set_text(run.tenant_id, run.document_id, parsed.text)

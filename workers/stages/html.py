@@ -9,7 +9,8 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from workers.stages import ProgressFn
 from workers.stages.document import ParsedDocument
-from workers.stages.nesting import check_html_depth
+from workers.stages.limits import ParseLimits
+from workers.stages.nesting import check_html
 
 _HIDDEN = ["script", "style", "noscript", "template"]
 _BLOCKS = frozenset({
@@ -21,15 +22,15 @@ _BLOCKS = frozenset({
 _SPACES = re.compile(r"\s+")
 
 
-def parse_html(source: str, progress: ProgressFn, *, max_depth: int) -> ParsedDocument:
-    parser = parse_html_tree(source, max_depth=max_depth)
+def parse_html(source: str, progress: ProgressFn, limits: ParseLimits) -> ParsedDocument:
+    parser = parse_html_tree(source, limits)
     sections = max(1, len(parser.css("h1, h2")))
     return ParsedDocument(html_text(parser), sections, "html")
 
 
-def parse_html_tree(source: str, *, max_depth: int) -> LexborHTMLParser:
-    """The parsed tree; a document nested deeper than `max_depth` fails before parsing."""
-    check_html_depth(source, max_depth)
+def parse_html_tree(source: str, limits: ParseLimits) -> LexborHTMLParser:
+    """The parsed tree; a document too deep or too large for `limits` fails before parsing."""
+    check_html(source, max_depth=limits.max_html_depth, max_elements=limits.max_html_elements)
     return LexborHTMLParser(source)
 
 

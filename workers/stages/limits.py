@@ -17,6 +17,7 @@ class ParseLimits:
     max_pdf_pages: int = 5_000  # MAX_PDF_PAGES
     max_pdf_content_bytes: int = 16 * MiB  # MAX_PDF_CONTENT_BYTES
     max_html_depth: int = 512  # MAX_HTML_DEPTH
+    max_html_elements: int = 500_000  # MAX_HTML_ELEMENTS
 
     def check_text(self, chars: int) -> None:
         if chars > self.max_text_chars:

@@ -8,6 +8,7 @@ from markdown_it.token import Token
 from workers.stages import DocumentError, ProgressFn
 from workers.stages.document import ParsedDocument
 from workers.stages.html import html_text, parse_html_tree
+from workers.stages.limits import ParseLimits
 
 # markdown-it parses nested blocks by recursion and, past its "maxNesting" (20 in the commonmark
 # preset), silently drops what is deeper: such a document fails instead of losing text
@@ -16,8 +17,8 @@ _MAX_NESTING: int = _PARSER.options["maxNesting"]
 _LEAVES = frozenset({"paragraph_open", "heading_open"})
 
 
-def parse_markdown(source: str, progress: ProgressFn, *, max_depth: int) -> ParsedDocument:
-    """The text of Markdown; `max_depth` bounds the nesting of the HTML blocks in it."""
+def parse_markdown(source: str, progress: ProgressFn, limits: ParseLimits) -> ParsedDocument:
+    """The text of Markdown; `limits` bound each HTML block in it as they bound HTML."""
     tokens = _PARSER.parse(source)
     sections = max(1, sum(_is_section(token) for token in tokens))
     blocks: list[str] = []
@@ -31,7 +32,7 @@ def parse_markdown(source: str, progress: ProgressFn, *, max_depth: int) -> Pars
         if _is_section(token):
             progress(done / sections)
             done += 1
-        if block := _markdown_block(token, max_depth):
+        if block := _markdown_block(token, limits):
             blocks.append(block)
     return ParsedDocument("\n\n".join(blocks), sections, "markdown")
 
@@ -40,13 +41,13 @@ def _is_section(token: Token) -> bool:
     return token.type == "heading_open" and token.tag in ("h1", "h2")
 
 
-def _markdown_block(token: Token, max_depth: int) -> str:
+def _markdown_block(token: Token, limits: ParseLimits) -> str:
     if token.type == "inline":
         return "".join(_markdown_inline(child) for child in token.children or [])
     if token.type in ("fence", "code_block"):
         return token.content.rstrip("\n")
     if token.type == "html_block":
-        return html_text(parse_html_tree(token.content, max_depth=max_depth))
+        return html_text(parse_html_tree(token.content, limits))
     return ""
 
 

@@ -113,7 +113,7 @@ def _parse_text_kind(
 ) -> ParsedDocument:
     limits.check_text(len(text))  # Markdown and HTML lose characters, never gain them
     if kind == "markdown":
-        return parse_markdown(text, progress, max_depth=limits.max_html_depth)
+        return parse_markdown(text, progress, limits)
     if kind == "html":
-        return parse_html(text, progress, max_depth=limits.max_html_depth)
+        return parse_html(text, progress, limits)
     return _parse_text(text, progress)
