@@ -111,7 +111,6 @@ def _parse_text(text: str, progress: ProgressFn) -> ParsedDocument:
 def _parse_text_kind(
     kind: Kind, text: str, progress: ProgressFn, limits: ParseLimits
 ) -> ParsedDocument:
-    limits.check_text(len(text))  # Markdown and HTML lose characters, never gain them
     if kind == "markdown":
         return parse_markdown(text, progress, limits)
     if kind == "html":
