@@ -20,7 +20,8 @@ from typing import Any, Final
 
 import msgspec
 from arq.connections import ArqRedis, create_pool
-from arq.constants import abort_jobs_ss
+from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
 from docpulse.bus import EventBus
@@ -28,7 +29,7 @@ from docpulse.connections import arq_redis_settings
 from docpulse.events import Stage, make_event
 from docpulse.keys import Keys
 from docpulse.quota import NO_CAPS, Caps
-from docpulse.records import DocumentRecord, JobRecord, Records, now
+from docpulse.records import ArqJobFor, DocumentRecord, JobRecord, QueuedArqJob, Records, now
 from docpulse.settings import Settings
 from docpulse.tenants import topic_for
 
@@ -81,6 +82,34 @@ async def enqueue_stage(arq: ArqRedis, keys: Keys, job: JobRecord) -> None:
     )
 
 
+def parse_job_for(arq: ArqRedis, keys: Keys, tenant_id: str) -> ArqJobFor:
+    """The parse job of a new document as arq's `enqueue_job` would write it (`enqueue_stage`).
+
+    The same job id, key names, payload (arq's `serialize_job` with the pool's serializer), score
+    (enqueue time, by this process's clock, as arq's) and expiry (`expires_extra_ms`), so that a
+    worker runs it exactly as one enqueued through arq.
+    """
+
+    def job_for(document_id: int, job_id: int) -> QueuedArqJob:
+        arq_id = keys.arq_job_id(job_id)
+        enqueued_ms = timestamp_ms()
+        args = (tenant_id, document_id, job_id)
+        payload = serialize_job(
+            STAGE_JOBS["parse"], args, {}, None, enqueued_ms, serializer=arq.job_serializer
+        )
+        return QueuedArqJob(
+            job_id=arq_id,
+            job_key=job_key_prefix + arq_id,
+            result_key=result_key_prefix + arq_id,
+            queue=keys.queue,
+            payload=payload,
+            score_ms=enqueued_ms,
+            expires_ms=arq.expires_extra_ms,
+        )
+
+    return job_for
+
+
 async def submit_document(
     records: Records,
     arq: ArqRedis,
@@ -92,16 +121,18 @@ async def submit_document(
     content: bytes,
     caps: Caps = NO_CAPS,
 ) -> tuple[DocumentRecord, JobRecord]:
-    """Store a document and enqueue its parse job.
+    """Store a document and enqueue its parse job, in one script: both or neither.
 
     Raises docpulse.quota.CapExceeded, having stored nothing, when the document would pass one of
     `caps` (the API passes the tenant caps; the CLI and `ingest_document` pass none). Either way
-    the document counts in the tenant's caps.
+    the document counts in the tenant's caps. Any other error stored nothing, except a lost
+    connection after the script was sent: then the document may have been stored and enqueued,
+    and will be processed (list the tenant's documents before submitting it again).
     """
     doc, job = await records.create_document(
-        tenant_id, filename=filename, content_type=content_type, content=content, caps=caps
-    )
-    await enqueue_stage(arq, keys, job)
+        tenant_id, filename=filename, content_type=content_type, content=content, caps=caps,
+        arq_job=parse_job_for(arq, keys, tenant_id),
+    )  # fmt: skip
     return doc, job
 
 

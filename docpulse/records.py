@@ -6,7 +6,8 @@ touches is that tenant's, so nothing is ever looked up by a bare id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
@@ -56,6 +57,28 @@ class DocumentRecord(msgspec.Struct, frozen=True, kw_only=True):
     def job_id(self, stage: Stage) -> int | None:
         job_id: int | None = getattr(self, f"{stage}_job")
         return job_id
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedArqJob:
+    """An arq job to enqueue in the same script that creates its document (docpulse/queue.py).
+
+    What arq's `enqueue_job` writes: `job_key` (arq's job key prefix + `job_id`) set to `payload`
+    for `expires_ms`, and `job_id` added to `queue` with score `score_ms`; `result_key` is the key
+    of its result, which must not exist either.
+    """
+
+    job_id: str
+    job_key: str
+    result_key: str
+    queue: str
+    payload: bytes
+    score_ms: int
+    expires_ms: int
+
+
+# The arq job of a new document, given its document id and its parse job's id
+ArqJobFor = Callable[[int, int], QueuedArqJob]
 
 
 class Chunk(msgspec.Struct, frozen=True, array_like=True):
@@ -118,11 +141,14 @@ class Records:
         content_type: str,
         content: bytes,
         caps: Caps = NO_CAPS,
+        arq_job: ArqJobFor | None = None,
     ) -> tuple[DocumentRecord, JobRecord]:
         """Store a new document and the record of its queued parse job, within `caps`.
 
         Raises CapExceeded, having stored nothing, when the document would pass one of them. Every
         document counts in the tenant's caps (docpulse/quota.py), whatever `caps` it was made with.
+        With `arq_job`, its parse job is enqueued in the same script: the document and its job are
+        stored together or not at all (redis.exceptions.ResponseError when Redis refuses).
         """
         tk = self._tenant(tenant_id)
         document_id = int(await self._redis.incr(self._keys.document_ids))
@@ -139,6 +165,7 @@ class Records:
         )
         job = _queued_job(tenant_id, document_id, job_id, "parse", created)
         doc_fields = _flat(msgspec.structs.asdict(doc))
+        queued = None if arq_job is None else arq_job(document_id, job_id)
         keys = [
             tk.document(document_id),
             tk.document_content(document_id),
@@ -147,12 +174,19 @@ class Records:
             tk.jobs_by_update,
             *tk.quota(),
         ]
+        enqueue: list[str | int | bytes] = ["", "", 0, 0]
+        if queued is not None:
+            # arq's keys are not under the tenant's hash tag: one Redis, not a Redis Cluster, runs
+            # this script (a cluster would need arq's job and queue keys tagged too)
+            keys += [queued.job_key, queued.result_key, queued.queue]
+            enqueue = [queued.job_id, queued.payload, queued.score_ms, queued.expires_ms]
         args = [
             *caps.args(self._keys, tenant_id),
             document_id,
             job_id,
             job.updated_ms,
             content,
+            *enqueue,
             len(doc_fields),
             *doc_fields,
             *_flat(msgspec.structs.asdict(job)),
@@ -354,23 +388,70 @@ end
 return 1
 """
 
-# KEYS: document, content, documents, job, jobs by update, then TenantKeys.quota(). ARGV: the caps
-# (docpulse/quota.py), document id, job id, the job's updated ms, the content, the number of the
-# document's field/value items that follow, those, then the job's.
+# KEYS: document, content, documents, job, jobs by update, then TenantKeys.quota(), then (to
+# enqueue the parse job) arq's job key, its result key and the queue. ARGV: the caps
+# (docpulse/quota.py), document id, job id, the job's updated ms, the content, the arq job id ('':
+# enqueue nothing), its payload, score and expiry (ms), the number of the document's field/value
+# items that follow, those, then the job's.
+#
+# Redis does not roll a script back when a command in it fails: every write before the failing
+# one stays. So everything that could make a write fail (a key of the wrong type, a counter that
+# is not a number, the arq job already there) is checked before the first write, and a refused
+# precondition is an error reply having written nothing. (Under maxmemory, Redis refuses only a
+# script's first write; after that it lets the script finish.) The only writes that may come before
+# a failure are refusal()'s housekeeping (forgetting what expired, the sweep of flight), which
+# changes nothing a client sees.
 _CREATE = (
     ADMIT_LUA
     + """
+local function wrong_type(key, ...)
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'none' then return false end
+  for _, ok in ipairs({...}) do if t == ok then return false end end
+  return true
+end
+
+-- why this document cannot be created and enqueued whole, or nil
+local function precondition(enqueue)
+  local checks = {
+    {3, 'zset'}, {4, 'hash'}, {5, 'zset'}, {6, 'zset'}, {7, 'set'}, {8, 'hash'}, {9, 'string'},
+    {10, 'zset'},
+  }
+  for _, c in ipairs(checks) do
+    if wrong_type(KEYS[c[1]], c[2]) then return 'wrong type of key ' .. KEYS[c[1]] end
+  end
+  local total = redis.call('GET', KEYS[9])
+  if total and not tonumber(total) then return 'not a number: ' .. KEYS[9] end
+  if enqueue then
+    if redis.call('EXISTS', KEYS[12], KEYS[13]) > 0 then
+      return 'arq job ' .. ARGV[9] .. ' exists already'
+    end
+    if wrong_type(KEYS[14], 'zset') then return 'wrong type of key ' .. KEYS[14] end
+  end
+  return nil
+end
+
+-- sent again after its reply was lost (the client retries on a connection error): it ran
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local enqueue = ARGV[9] ~= ''
+local bad = precondition(enqueue)
+if bad then return redis.error_reply('docpulse: ' .. bad) end
 local q = quota(6, 1)
 local id, now, size = ARGV[5], now_ms(), string.len(ARGV[8])
 local no = refusal(q, now, size)
 if no then return no end
-local split = 9 + tonumber(ARGV[9])
-redis.call('HSET', KEYS[1], unpack(ARGV, 10, split))
+local split = 13 + tonumber(ARGV[13])
+redis.call('HSET', KEYS[1], unpack(ARGV, 14, split))
 redis.call('SET', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], id, id)
 redis.call('HSET', KEYS[4], unpack(ARGV, split + 1))
 redis.call('ZADD', KEYS[5], ARGV[7], ARGV[6])
 take(q, now, id, size)
+if enqueue then
+  -- what arq's enqueue_job does (its job key was checked absent above)
+  redis.call('SET', KEYS[12], ARGV[10], 'PX', ARGV[12], 'NX')
+  redis.call('ZADD', KEYS[14], ARGV[11], ARGV[9])
+end
 return 0
 """
 )
