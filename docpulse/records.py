@@ -421,7 +421,7 @@ local function precondition(enqueue)
     if wrong_type(KEYS[c[1]], c[2]) then return 'wrong type of key ' .. KEYS[c[1]] end
   end
   local total = redis.call('GET', KEYS[9])
-  if total and not tonumber(total) then return 'not a number: ' .. KEYS[9] end
+  if total and not string.match(total, '^%-?%d+$') then return 'not an integer: ' .. KEYS[9] end
   if enqueue then
     if redis.call('EXISTS', KEYS[12], KEYS[13]) > 0 then
       return 'arq job ' .. ARGV[9] .. ' exists already'

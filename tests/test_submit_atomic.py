@@ -1,0 +1,195 @@
+"""A document and its parse job are stored together or not at all (issue #7).
+
+An accepted upload is always queued (a real worker processes it, as it would a job enqueued
+through arq), and an upload that Redis refuses half-way leaves nothing: no document, no job
+record, no arq job, every cap's count as before. A reply lost after the script ran, which the
+client retries, still makes exactly one document and one job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from arq.jobs import deserialize_job
+from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, ResponseError
+
+from app.main import create_app
+from docpulse.connections import redis_client
+from docpulse.keys import Keys
+from docpulse.queue import STAGE_JOBS, create_arq_pool, deserialize, enqueue_stage, submit_document
+from docpulse.records import Records
+from docpulse.settings import Settings
+from tests.conftest import run_burst
+from tests.webtools import bearer, keyed
+
+ACME = bearer("acme")
+TEXT = b"# Notes\n\nA few words about documents.\n"
+
+
+@pytest.fixture
+async def arq(settings: Settings) -> AsyncIterator[ArqRedis]:
+    pool = await create_arq_pool(settings)
+    yield pool
+    await pool.aclose()
+
+
+async def submit(records: Records, arq: ArqRedis, keys: Keys) -> int:
+    doc, _ = await submit_document(
+        records, arq, keys, "acme", filename="a.md", content_type="", content=TEXT
+    )
+    return doc.document_id
+
+
+async def processed(settings: Settings, redis: Redis, document_id: int) -> None:
+    """A real worker runs what is queued, and the document is done."""
+    await run_burst(settings)
+    doc = await Records(redis, Keys(settings.namespace)).get_document("acme", document_id)
+    assert doc is not None
+    assert doc.state == "done", doc
+
+
+async def size(redis: Redis, key: str) -> int | bytes:
+    """How many a key holds, whatever its type (a string: its value)."""
+    kind = await redis.type(key)
+    if kind == b"zset":
+        return int(await redis.zcard(key))
+    if kind == b"set":
+        return int(await redis.scard(key))  # type: ignore[misc]
+    if kind == b"hash":
+        return int(await redis.hlen(key))  # type: ignore[misc]
+    value: bytes | None = await redis.get(key)
+    return value or b""
+
+
+async def state(redis: Redis, keys: Keys) -> dict[str, Any]:
+    """What a submission adds to: documents, job records, arq jobs, every cap's count."""
+    tk = keys.tenant("acme")
+    return {
+        "documents": await size(redis, tk.documents),
+        "jobs": await size(redis, tk.jobs_by_update),
+        "queued": await size(redis, keys.queue),
+        "arq jobs": len(await redis.keys(f"{job_key_prefix}{keys.namespace}*")),
+        "uploads": await size(redis, tk.uploads),
+        "in flight": await size(redis, tk.in_flight),
+        "sizes": await size(redis, tk.stored_sizes),
+        "stored bytes": await size(redis, tk.stored_bytes),
+    }
+
+
+async def test_an_uploaded_document_is_queued_and_processed_by_a_real_worker(
+    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis
+) -> None:
+    client = await aiohttp_client(create_app(keyed(settings)))
+    resp = await client.post("/api/documents?filename=notes.md", data=TEXT, headers=ACME)
+    assert resp.status == 202, await resp.text()
+    document_id = (await resp.json())["document_id"]
+    await processed(settings, redis, document_id)
+
+
+async def test_submit_document_enqueues_the_job_arq_would(
+    settings: Settings, redis: Redis, arq: ArqRedis
+) -> None:
+    """The same job key, payload, queue score and expiry as arq's enqueue_job, so arq still
+    treats it as enqueued (enqueueing it again is a no-op) and a real worker runs it."""
+    keys = Keys(settings.namespace)
+    records = Records(redis, keys)
+    document_id = await submit(records, arq, keys)
+    doc = await records.get_document("acme", document_id)
+    assert doc is not None
+    assert doc.parse_job is not None
+    arq_id = keys.arq_job_id(doc.parse_job)
+    payload = await redis.get(job_key_prefix + arq_id)
+    job = deserialize_job(payload, deserializer=deserialize)
+    assert (job.function, list(job.args), job.kwargs) == (
+        STAGE_JOBS["parse"], ["acme", document_id, doc.parse_job], {},
+    )  # fmt: skip
+    raw = deserialize(payload)
+    assert raw["t"] is None  # a first try, as arq's enqueue_job writes it
+    assert await redis.zscore(keys.queue, arq_id) == raw["et"]
+    ttl_ms = await redis.pttl(job_key_prefix + arq_id)
+    assert arq.expires_extra_ms - 60_000 < ttl_ms <= arq.expires_extra_ms
+    job_record = await records.get_job("acme", doc.parse_job)
+    assert job_record is not None
+    await enqueue_stage(arq, keys, job_record)  # already there: arq adds nothing
+    assert await redis.zcard(keys.queue) == 1
+    await processed(settings, redis, document_id)
+
+
+@pytest.mark.parametrize("where", ["queue", "arq job", "in flight", "stored bytes"])
+async def test_a_submission_redis_refuses_half_way_leaves_nothing(
+    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis, arq: ArqRedis, where: str
+) -> None:
+    """Redis would refuse a write after the caps admitted the document and others were made (a
+    key of the wrong type, a sum that INCRBY cannot add to), as a command failing mid-script
+    would: the upload errs, and nothing of it stays (Redis does not roll a script back)."""
+    keys = Keys(settings.namespace)
+    records = Records(redis, keys)
+    await submit(records, arq, keys)
+    await run_burst(settings)
+    next_job = int(await redis.get(keys.job_ids) or 0) + 1
+    tk = keys.tenant("acme")
+    bad_keys, bad_value = {
+        "queue": ([keys.queue], None),
+        # the job ids the two refused submissions below take
+        "arq job": ([job_key_prefix + keys.arq_job_id(next_job + i) for i in (0, 1)], None),
+        "in flight": ([tk.in_flight], None),
+        "stored bytes": ([tk.stored_bytes], "1.5"),
+    }[where]
+    saved = {key: await redis.dump(key) for key in bad_keys}
+    for key in bad_keys:
+        await redis.delete(key)
+        if bad_value is None:
+            await redis.hset(key, "wrong", "type")  # type: ignore[misc]
+        else:
+            await redis.set(key, bad_value)
+    before = await state(redis, keys)
+    with pytest.raises(ResponseError, match="docpulse: "):
+        await submit(records, arq, keys)
+    assert await state(redis, keys) == before
+    client = await aiohttp_client(create_app(keyed(settings)))
+    resp = await client.post("/api/documents?filename=notes.md", data=TEXT, headers=ACME)
+    assert resp.status >= 500
+    assert await state(redis, keys) == before
+    for key, value in saved.items():
+        await redis.delete(key)
+        if value is not None:
+            await redis.restore(key, 0, value)
+    document_id = await submit(records, arq, keys)
+    await processed(settings, redis, document_id)
+
+
+async def test_a_submission_whose_reply_was_lost_is_retried_into_one_document(
+    settings: Settings, redis: Redis, arq: ArqRedis
+) -> None:
+    """The connection drops after the script ran (its reply lost); the client's retry sends it
+    again, which finds it done: one document, one job, counted once, processed."""
+    keys = Keys(settings.namespace)
+    client = redis_client(settings, retry_for_s=2.0)  # as the web app's
+    real = client._send_command_parse_response
+    lost: list[str] = []
+
+    async def reply_lost(conn: Any, command_name: str, *args: Any, **options: Any) -> Any:
+        reply = await real(conn, command_name, *args, **options)  # type: ignore[no-untyped-call]
+        if command_name.startswith("EVAL") and not lost:
+            lost.append(command_name)
+            raise ConnectionError("connection reset by peer")
+        return reply
+
+    client._send_command_parse_response = reply_lost  # type: ignore[method-assign]
+    try:
+        records = Records(client, keys)
+        document_id = await submit(records, arq, keys)
+    finally:
+        await client.aclose()
+    assert lost
+    assert await state(redis, keys) == {
+        "documents": 1, "jobs": 1, "queued": 1, "arq jobs": 1, "uploads": 1, "in flight": 1,
+        "sizes": 1, "stored bytes": str(len(TEXT)).encode(),
+    }  # fmt: skip
+    await processed(settings, redis, document_id)
