@@ -15,9 +15,10 @@
   documents expire, so Retry-After is STORAGE_RETRY_S and the message says to delete documents.
 
 Every document counts, however it was created (API, CLI, arq `ingest_document`); only the API
-refuses. The check and the writes of an admitted document are one script (docpulse/records.py
-`create_document`), so concurrent uploads cannot pass a cap together, and a refused upload
-changes nothing. All time is Redis's (`TIME`), the one clock every process shares.
+refuses. The check and the writes of an admitted document, its arq parse job included, are one
+script (docpulse/records.py `create_document`), so concurrent uploads cannot pass a cap together,
+a refused upload changes nothing, and an admitted one is always queued. All time is Redis's
+(`TIME`), the one clock every process shares.
 """
 
 from __future__ import annotations
