@@ -45,6 +45,9 @@ class Settings:
     # MAX_HTML_ELEMENTS: elements (start tags) in HTML; more fails it before the HTML parser sees
     # it (parsing takes about 600 bytes per element)
     max_html_elements: int = 500_000
+    # PARSE_CONCURRENCY: documents one worker parses at once (other jobs wait for a turn): parsing
+    # is where a document takes the most memory (up to about 1 GB for 20 MiB of HTML)
+    parse_concurrency: int = 4
     # CHUNK_SIZE / CHUNK_OVERLAP: characters per chunk and shared between neighbours
     chunk_size: int = 1000
     chunk_overlap: int = 200
@@ -178,6 +181,7 @@ class Settings:
             "max_pdf_content_bytes",
             "max_html_depth",
             "max_html_elements",
+            "parse_concurrency",
             "embed_dim",
             "embed_batch",
             "max_attempts",

@@ -6,10 +6,14 @@ each bad document next to normal ones; the stage tests check each bound on its o
 
 from __future__ import annotations
 
+import asyncio
 import re
 import struct
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -18,13 +22,14 @@ from docpulse.events import JobEvent
 from docpulse.keys import Keys
 from docpulse.records import Records
 from docpulse.settings import Settings, SettingsError
-from tests.conftest import Listener, run_burst, with_settings
+from tests.conftest import Listener, run_burst, start_worker, with_settings
 from tests.test_pipeline import DATA, ended, submit
+from workers import jobs
 from workers.stages import DocumentError, chunk
 from workers.stages.chunk import WINDOW_CHUNKS, chunk_text
 from workers.stages.html import parse_html
 from workers.stages.nesting import html_shape
-from workers.stages.parse import ParseLimits, parse_document
+from workers.stages.parse import ParsedDocument, ParseLimits, parse_document
 
 MiB = 2**20
 DEPTH = "nested more than 512 elements deep (MAX_HTML_DEPTH)"
@@ -312,10 +317,11 @@ async def test_a_10_mb_single_line_is_read_chunked_and_embedded(
 def test_the_limits_are_settings_with_the_stage_defaults() -> None:
     env = {"MAX_TEXT_CHARS": "7", "MAX_CHUNKS": "8", "MAX_PDF_PAGES": "9"}
     env |= {"MAX_PDF_CONTENT_BYTES": "10", "MAX_HTML_DEPTH": "11", "MAX_HTML_ELEMENTS": "12"}
+    env |= {"PARSE_CONCURRENCY": "13"}
     settings = Settings.from_env(env)
     assert (settings.max_text_chars, settings.max_chunks, settings.max_pdf_pages) == (7, 8, 9)
     assert (settings.max_pdf_content_bytes, settings.max_html_depth) == (10, 11)
-    assert settings.max_html_elements == 12
+    assert (settings.max_html_elements, settings.parse_concurrency) == (12, 13)
     defaults, limits = Settings(), ParseLimits()
     assert defaults.max_text_chars == limits.max_text_chars
     assert defaults.max_pdf_pages == limits.max_pdf_pages
@@ -325,3 +331,60 @@ def test_the_limits_are_settings_with_the_stage_defaults() -> None:
     for name in env:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: "0"})
+
+
+class ParseGate:
+    """Stands in for the parse stage's work: counts the parses running at once, holds each one."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.running = self.most = 0
+        self.opened = False
+
+    def parse(self, *args: Any, **kwargs: Any) -> ParsedDocument:
+        with self.changed:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.opened, timeout=15)
+            self.running -= 1
+        return parse_document(*args, **kwargs)
+
+    async def until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        def wait() -> bool:
+            with self.changed:
+                return self.changed.wait_for(condition, timeout)
+
+        return await asyncio.to_thread(wait)
+
+    def open(self) -> None:
+        with self.changed:
+            self.opened = True
+            self.changed.notify_all()
+
+
+@pytest.mark.e2e
+async def test_a_worker_parses_at_most_parse_concurrency_documents_at_once(
+    settings: Settings, redis: Redis, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = ParseGate()
+    monkeypatch.setattr(jobs, "parse_content", gate.parse)
+    settings = with_settings(settings, parse_concurrency=2)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    docs = [await submit(settings, redis, DATA / "plain.txt") for _ in range(4)]
+    worker, running = start_worker(settings, burst=True)
+    try:
+        assert await gate.until(lambda: gate.running == 2, timeout=15)
+        # all four parse jobs have started; two wait for a turn and never enter the parser
+        await listener.until(lambda ev: sum(e.event == "parse_started" for e in ev) == 4)
+        assert not await gate.until(lambda: gate.running > 2, timeout=1.0)
+        gate.open()
+        events = await listener.until(lambda ev: all(ended(d.document_id, ev) for d in docs))
+    finally:
+        gate.open()
+        async with asyncio.timeout(15):
+            await running
+        await worker.close()
+    assert gate.most == 2
+    for doc in docs:
+        assert terminal(events, doc.document_id) == ["parse_done", "chunk_done", "embed_done"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ class Deps:
     bus: EventBus
     arq: ArqRedis
     embedder: Embedder
+    parse_turns: asyncio.Semaphore  # PARSE_CONCURRENCY
 
 
 def deps_of(ctx: dict[str, Any]) -> Deps:

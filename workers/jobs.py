@@ -14,7 +14,7 @@ from workers.lifecycle import StageRun
 from workers.runner import run_stage
 from workers.stages import DocumentError
 from workers.stages.chunk import chunk_text
-from workers.stages.parse import ParseLimits
+from workers.stages.parse import ParsedDocument, ParseLimits
 from workers.stages.parse import parse_document as parse_content
 
 
@@ -48,16 +48,28 @@ async def embed_document(ctx: dict[str, Any], tenant_id: str, document_id: int, 
 
 
 async def _parse(run: StageRun) -> dict[str, Any]:
-    records, settings = run.deps.records, run.deps.settings
-    doc = await records.get_document(run.tenant_id, run.document_id)
-    content = await records.get_content(run.tenant_id, run.document_id)
-    if doc is None or content is None:
-        raise DocumentError("the document's content is gone (deleted or expired)")
-    parsed = await run.in_thread(
+    records = run.deps.records
+    # parsing holds the most memory, so a worker parses a few documents at once (the content is
+    # read only once it is this one's turn)
+    async with run.deps.parse_turns:
+        doc = await records.get_document(run.tenant_id, run.document_id)
+        content = await records.get_content(run.tenant_id, run.document_id)
+        if doc is None or content is None:
+            raise DocumentError("the document's content is gone (deleted or expired)")
+        parsed = await _parse_in_thread(run, content, doc.filename, doc.content_type)
+    await records.set_text(run.tenant_id, run.document_id, parsed.text)
+    return {"sections": parsed.sections}
+
+
+async def _parse_in_thread(
+    run: StageRun, content: bytes, filename: str, content_type: str
+) -> ParsedDocument:
+    settings = run.deps.settings
+    return await run.in_thread(
         parse_content,
         content,
-        filename=doc.filename,
-        content_type=doc.content_type,
+        filename=filename,
+        content_type=content_type,
         max_bytes=settings.max_document_bytes,
         limits=ParseLimits(
             max_text_chars=settings.max_text_chars,
@@ -67,8 +79,6 @@ async def _parse(run: StageRun) -> dict[str, Any]:
             max_html_elements=settings.max_html_elements,
         ),
     )
-    await records.set_text(run.tenant_id, run.document_id, parsed.text)
-    return {"sections": parsed.sections}
 
 
 async def _chunk(run: StageRun) -> dict[str, Any]:

@@ -133,6 +133,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         bus=EventBus.from_settings(bus_redis, settings),
         arq=ctx["redis"],
         embedder=embedder,
+        parse_turns=asyncio.Semaphore(settings.parse_concurrency),
     )
     logger.info("worker ready: queue %s, embedder %s", keys.queue, embedder.name)
 
