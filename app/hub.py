@@ -34,6 +34,7 @@ from docpulse.tenants import topic_for
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY_S: Final = 0.5
+COMMAND_ATTEMPTS: Final = 20  # a SUBSCRIBE or UNSUBSCRIBE is tried this often, RETRY_DELAY_S apart
 # reconnecting: full jitter over a delay doubling from 0.1 s to 5 s, so that many web processes
 # losing the same Redis do not all come back in the same instant
 BACKOFF_BASE_S: Final = 0.1
@@ -105,20 +106,42 @@ class Hub:
     # SUBSCRIBE and UNSUBSCRIBE run in tasks of the hub, in the order asked (the lock is FIFO),
     # never in a socket's handler: a handler then does no Redis I/O when its socket goes away.
 
+    # A command can also fail with redis-py's RuntimeError "read() called while another coroutine
+    # is already waiting": when the connection dropped, the command reconnects, and the handshake
+    # reads while the reader task does. redis-py records a channel only once SUBSCRIBE went out
+    # and forgets one only when UNSUBSCRIBE is confirmed, so a failed command is tried again
+    # while it still matters (the reader's reconnect resubscribes whatever redis-py recorded).
+
     async def _subscribe(self, name: bytes) -> None:
-        self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
-        try:
-            async with self._lock:
-                await self._pubsub.subscribe(name)
-        except (RedisError, OSError) as exc:  # the reader resubscribes once Redis is back
-            logger.warning("hub could not subscribe %r (%s)", name, type(exc).__name__)
+        for _ in range(COMMAND_ATTEMPTS):
+            if name not in self._channels:
+                return  # every socket left meanwhile
+            try:
+                async with self._lock:
+                    self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
+                    try:
+                        await self._pubsub.subscribe(name)
+                    except BaseException:
+                        self._unconfirmed[name] -= 1  # no confirmation will come for this one
+                        if not self._unconfirmed[name]:
+                            del self._unconfirmed[name]
+                        raise
+                return
+            except (RedisError, OSError, RuntimeError) as exc:
+                logger.warning("hub could not subscribe %r (%s)", name, type(exc).__name__)
+                await asyncio.sleep(RETRY_DELAY_S)
 
     async def _unsubscribe(self, name: bytes) -> None:
-        try:
-            async with self._lock:
-                await self._pubsub.unsubscribe(name)
-        except (RedisError, OSError) as exc:
-            logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
+        for _ in range(COMMAND_ATTEMPTS):
+            if name in self._channels:
+                return  # a socket joined again meanwhile
+            try:
+                async with self._lock:
+                    await self._pubsub.unsubscribe(name)
+                return
+            except (RedisError, OSError, RuntimeError) as exc:
+                logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
+                await asyncio.sleep(RETRY_DELAY_S)
 
     def leave(self, tenant_id: str, sink: Sink) -> None:
         name = self._name(tenant_id)
