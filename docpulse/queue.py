@@ -150,13 +150,15 @@ async def abort_job(
     await arq.zadd(abort_jobs_ss, {keys.arq_job_id(job_id): timestamp_ms()})
     if job.state == "running":
         return True
-    if await records.end_job(tenant_id, job_id, state="failed", finished_at=now(), error="aborted"):
-        await records.update_document(
-            tenant_id, job.document_id, state="failed", error=f"{job.stage}: aborted"
-        )
+    aborted = {"state": "failed", "error": f"{job.stage}: aborted"}
+    if await records.end_job(
+        tenant_id, job_id, document=(job.document_id, aborted),
+        state="failed", finished_at=now(), error="aborted",
+    ):  # fmt: skip
         event = make_event(
             job.stage, "failed", tenant_id=tenant_id, document_id=job.document_id,
             job_id=job_id, progress=job.progress, attempt=job.attempt, error="aborted",
         )  # fmt: skip
         await bus.publish_event(topic_for(tenant_id), event)
+        await records.mark_announced(tenant_id, job_id)
     return True

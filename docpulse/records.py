@@ -125,6 +125,7 @@ class Records:
         self._keys = keys
         self._ttl_s = ttl_s
         self._end_job = redis.register_script(_END_JOB)
+        self._update_job = redis.register_script(_UPDATE_JOB)
         self._create = redis.register_script(_CREATE)
         self.quota = Quota(redis, keys)
 
@@ -280,20 +281,43 @@ class Records:
             await pipe.execute()
         return job
 
-    async def end_job(self, tenant_id: str, job_id: int, **fields: Any) -> bool:
+    async def end_job(
+        self,
+        tenant_id: str,
+        job_id: int,
+        *,
+        document: tuple[int, Mapping[str, Any]] | None = None,
+        **fields: Any,
+    ) -> bool:
         """Record how a job ended, once: True for the one caller that ends it, False after.
 
         Whoever ends a job (the worker finishing or failing it, an abort) goes through here, and
         only the caller that gets True publishes the terminal event, so a job publishes exactly
-        one however its endings race. The claim and the record change are one atomic script;
-        the end clears the `note` of an interrupted attempt.
+        one however its endings race. The claim, the job's record and `document` (its id and the
+        fields its document takes from this ending: its state, its stage's results) change in one
+        atomic script, so a Redis failure cannot leave a job ended and its document still
+        running; the end clears the `note` of an interrupted attempt.
         """
         tk = self._tenant(tenant_id)
         updated = _ms(now())
         flat = _flat({**fields, "updated_ms": updated})
         keys = [tk.job(job_id), tk.jobs_by_update, tk.in_flight]
-        ended = await self._end_job(keys=keys, args=[job_id, updated, STAGES[-1], *flat])
+        doc_flat: list[str | int] = []
+        if document is not None:
+            keys.append(tk.document(document[0]))
+            doc_flat = _flat(document[1])
+        args = [job_id, updated, STAGES[-1], len(flat), *flat, *doc_flat]
+        ended = await self._end_job(keys=keys, args=args)
         return bool(ended)
+
+    async def mark_announced(self, tenant_id: str, job_id: int) -> None:
+        """Note that the ending of a job was published (or handed to the outbox)."""
+        await _wait(self._redis.hset(self._tenant(tenant_id).job(job_id), "announced", "1"))
+
+    async def announced(self, tenant_id: str, job_id: int) -> bool:
+        """Whether whoever ended the job got as far as publishing its terminal event."""
+        key = self._tenant(tenant_id).job(job_id)
+        return bool(await _wait(self._redis.hexists(key, "announced")))
 
     async def get_job(self, tenant_id: str, job_id: int) -> JobRecord | None:
         key = self._tenant(tenant_id).job(job_id)
@@ -302,15 +326,17 @@ class Records:
             return None
         return msgspec.convert(_from_hash(raw), JobRecord, strict=False)
 
-    async def update_job(self, tenant_id: str, job_id: int, **fields: Any) -> None:
+    async def update_job(self, tenant_id: str, job_id: int, **fields: Any) -> bool:
+        """Change a job that has not ended (None removes a field); False, changing nothing, once
+        it has: an attempt interrupted after its job ended must not make it look unfinished."""
         tk = self._tenant(tenant_id)
         updated = _ms(now())
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(tk.job(job_id), mapping=_to_hash({**fields, "updated_ms": updated}))
-            for name in [n for n, v in fields.items() if v is None]:
-                pipe.hdel(tk.job(job_id), name)
-            pipe.zadd(tk.jobs_by_update, {str(job_id): updated})
-            await pipe.execute()
+        flat = _flat({**fields, "updated_ms": updated})
+        removed = [name for name, value in fields.items() if value is None]
+        keys = [tk.job(job_id), tk.jobs_by_update]
+        args = [job_id, updated, len(flat), *flat, *removed]
+        changed = await self._update_job(keys=keys, args=args)
+        return bool(changed)
 
     async def jobs_since(
         self, tenant_id: str, since_ms: int, *, limit: int = 500
@@ -376,15 +402,32 @@ class Records:
 
 # KEYS: job, jobs by update, the tenant's documents in flight. ARGV: job id, updated ms, the last
 # stage, then the fields. A failed job, or the last stage done, takes its document out of flight.
+# KEYS: job, jobs by update, in flight[, document]. ARGV: job id, updated ms, the last stage, the
+# number of the job's field/value items that follow, those, then the document's.
 _END_JOB = """
 if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
+local n = tonumber(ARGV[4])
 redis.call('HDEL', KEYS[1], 'note')
-redis.call('HSET', KEYS[1], 'ended', '1', unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'ended', '1', unpack(ARGV, 5, 4 + n))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if KEYS[4] and #ARGV > 4 + n then
+  redis.call('HSET', KEYS[4], unpack(ARGV, 5 + n))
+end
 local job = redis.call('HMGET', KEYS[1], 'document_id', 'stage', 'state')
 if job[1] and (job[3] == 'failed' or (job[3] == 'done' and job[2] == ARGV[3])) then
   redis.call('SREM', KEYS[3], job[1])
 end
+return 1
+"""
+
+# KEYS: job, jobs by update. ARGV: job id, updated ms, the number of field/value items that
+# follow, those, then the names of fields to remove.
+_UPDATE_JOB = """
+if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
+local n = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
+if #ARGV > 3 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + n)) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 

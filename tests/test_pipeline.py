@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -378,3 +379,42 @@ async def test_a_worker_told_to_stop_lets_its_running_job_finish(
     waiting = await records.get_job("acme", stored.embed_job)
     assert waiting is not None
     assert waiting.state == "queued"
+
+
+@pytest.mark.parametrize("outcome", ["done", "failed"])
+async def test_a_lost_reply_to_a_job_s_ending_still_ends_its_document_once(
+    settings: Settings,
+    redis: Redis,
+    listener: Listener,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+) -> None:
+    """Redis records the ending of the embed job (done) or of the parse job (failed), and the
+    connection drops before the reply: the attempt raises. The document must still end in its
+    terminal state, with exactly one terminal event for the job."""
+    real_end_job = Records.end_job
+    last_stage = "embed" if outcome == "done" else "parse"
+    lost: list[int] = []
+
+    async def end_job_reply_lost(self: Records, tenant_id: str, job_id: int, **kw: Any) -> bool:
+        ended = await real_end_job(self, tenant_id, job_id, **kw)
+        job = await self.get_job(tenant_id, job_id)
+        last = job is not None and job.state == outcome and job.stage == last_stage
+        if ended and last and not lost:
+            lost.append(job_id)
+            raise ConnectionError("Connection reset by peer (after the script ran)")
+        return ended
+
+    monkeypatch.setattr(Records, "end_job", end_job_reply_lost)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    path = DATA / ("plain.txt" if outcome == "done" else "corrupt.pdf")
+    doc = await submit(settings, redis, path)
+    await run_burst(settings)
+    events = await listener.until(lambda ev: ended(doc.document_id, ev))
+    assert lost, "the reply was never lost: the test did not test anything"
+    stored = await Records(redis, Keys(settings.namespace)).get_document("acme", doc.document_id)
+    assert stored is not None
+    assert stored.state == outcome
+    terminal = [e.event for e in events if e.is_terminal]
+    expected = ["parse_done", "chunk_done", "embed_done"] if outcome == "done" else ["parse_failed"]
+    assert terminal == expected

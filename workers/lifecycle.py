@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from docpulse.events import Phase, Stage, make_event
-from docpulse.records import now
+from docpulse.records import JobRecord, now
 from docpulse.tenants import topic_for
 from workers import metrics
 from workers.deps import Deps
@@ -107,31 +107,57 @@ class StageRun:
             await pumping
 
     async def done(self, **document_fields: Any) -> None:
-        records = self.deps.records
-        ended = await records.end_job(
-            self.tenant_id, self.job_id, state="done", progress=100, finished_at=now()
+        # the document's fields change with the job's end, in one script: nothing that can fail
+        # comes between the claim and the event (publish_event keeps it while Redis is away)
+        ended = await self.deps.records.end_job(
+            self.tenant_id,
+            self.job_id,
+            document=(self.document_id, document_fields),
+            state="done",
+            progress=100,
+            finished_at=now(),
         )
         if not ended:
             return  # ended elsewhere (aborted)
-        if document_fields:
-            await records.update_document(self.tenant_id, self.document_id, **document_fields)
         await self.publish("done", 100)
+        await self._announced()
         metrics.JOBS_FINISHED.labels(self.stage, "done").inc()
 
     async def fail(self, reason: str) -> None:
-        records = self.deps.records
-        ended = await records.end_job(
-            self.tenant_id, self.job_id, state="failed", finished_at=now(), error=reason
+        ended = await self.deps.records.end_job(
+            self.tenant_id,
+            self.job_id,
+            document=(self.document_id, {"state": "failed", "error": f"{self.stage}: {reason}"}),
+            state="failed",
+            finished_at=now(),
+            error=reason,
         )
         if not ended:
             return  # ended elsewhere (aborted)
-        job = await records.get_job(self.tenant_id, self.job_id)
-        progress = job.progress if job is not None else 0
-        await records.update_document(
-            self.tenant_id, self.document_id, state="failed", error=f"{self.stage}: {reason}"
-        )
-        await self.publish("failed", progress, error=reason)
+        await self.publish("failed", self._throttle.last, error=reason)
+        await self._announced()
         metrics.JOBS_FINISHED.labels(self.stage, "failed").inc()
+
+    async def _announced(self) -> None:
+        # never raises: an attempt that raised after publishing would run again, see the mark
+        # missing and publish the ending twice; a missing mark only risks that after a crash
+        with contextlib.suppress(RedisError):
+            await self.deps.records.mark_announced(self.tenant_id, self.job_id)
+
+    async def announce_ending(self, job: JobRecord) -> None:
+        """Publish the ending of a job an earlier attempt ended without publishing it (the reply
+        to its end_job was lost, so it raised and the job ran again)."""
+        if job.state not in ("done", "failed"):
+            return
+        if await self.deps.records.announced(self.tenant_id, self.job_id):
+            return
+        phase: Phase = job.state
+        progress = 100 if phase == "done" else job.progress
+        extra = {} if job.error is None else {"error": job.error}
+        self.attempt = job.attempt
+        await self.publish(phase, progress, **extra)
+        await self._announced()
+        metrics.JOBS_FINISHED.labels(self.stage, phase).inc()
 
     async def interrupted(self, note: str) -> None:
         """The attempt stops without an outcome; the job will run again."""

@@ -58,12 +58,14 @@ async def _run(
     if job is None or job.document_id != document_id or job.stage != stage:
         logger.warning("%s job %s has no record (document deleted?); skipped", stage, job_id)
         return "unknown"
+    run = StageRun(deps, stage, tenant_id, document_id, job_id, int(ctx["job_try"]))
     if job.state in ("done", "failed"):
-        # an earlier attempt ended the job; it only may not have enqueued the next stage
+        # an earlier attempt ended the job; it may not have published that or enqueued the next
+        # stage (Redis failed after the end was recorded)
+        await run.announce_ending(job)
         if job.state == "done":
             await _enqueue_next(deps, job)
         return job.state
-    run = StageRun(deps, stage, tenant_id, document_id, job_id, int(ctx["job_try"]))
     if run.attempt > deps.settings.max_attempts:
         await run.fail(f"gave up after {deps.settings.max_attempts} interrupted attempts")
         return "failed"
