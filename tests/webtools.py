@@ -19,7 +19,9 @@ def keyed(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, secret_key=SECRET, **changes)
 
 
-def bearer(tenant_id: str, ttl_s: int = 300) -> dict[str, str]:
+def bearer(tenant_id: str, ttl_s: int = 86_400) -> dict[str, str]:
+    """The Authorization header of a token for `tenant_id`. Modules build theirs at import, and
+    the whole suite takes minutes, so the default lasts a day rather than minutes."""
     return {"Authorization": f"Bearer {issue_token(SECRET, tenant_id, ttl_s)}"}
 
 
