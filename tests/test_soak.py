@@ -200,8 +200,7 @@ async def test_a_soak_leaves_every_document_ended_and_nothing_behind(
     assert after.tasks <= before.tasks, "asyncio tasks"
     # the pool keeps the idle connections its busiest moment opened (one socket each): judged
     # by the in-use and orphan counts below, not here
-    pooled = after.redis_connections - before.redis_connections
-    assert after.fds - max(pooled, 0) <= before.fds, "file descriptors beyond pooled connections"
+    assert after.fds - after.pooled_since(before) <= before.fds + load.FD_SLACK, "file descriptors"
     assert after.redis_in_use <= before.redis_in_use, "Redis connections taken from the pool"
     assert after.redis_orphans <= before.redis_orphans, "Redis connections the pool forgot"
     assert after.rss <= before.rss * (1 + load.RSS_GROWTH_ALLOWED) + load.RSS_SLACK, "memory"
