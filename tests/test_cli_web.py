@@ -125,14 +125,15 @@ async def web_url(web_process: tuple[str, asyncio.subprocess.Process]) -> str:
     return web_process[0]
 
 
-@pytest.fixture
-async def web_process(
-    settings: Settings,
+@contextlib.asynccontextmanager
+async def web_running(
+    settings: Settings, **env: str
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`docpulse web` as a real process (with `env` on top of the test's), once it is ready."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port),
-        env=_env(settings, SECRET_KEY=SECRET), stdout=asyncio.subprocess.DEVNULL,
+        env=_env(settings, SECRET_KEY=SECRET, **env), stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -147,6 +148,14 @@ async def web_process(
         yield url, process
     finally:
         await _stop(process)
+
+
+@pytest.fixture
+async def web_process(
+    settings: Settings,
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    async with web_running(settings) as running:
+        yield running
 
 
 @pytest.fixture

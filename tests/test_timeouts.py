@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from docpulse.embedded import free_port
 from docpulse.settings import Settings
-from tests.test_cli_web import _env, _stop
-from tests.webtools import SECRET, bearer
+from tests.test_cli_web import web_running
+from tests.webtools import bearer
 
 TIMEOUT_S = 1.0
 # the server closes at TIMEOUT_S, give or take aiohttp's timer rounding and a loaded machine
@@ -30,30 +28,9 @@ DRIP_S = 0.2  # a slow-loris client sends one byte this often: never idle, never
 
 @pytest.fixture
 async def web_url(settings: Settings) -> AsyncIterator[str]:
-    port = free_port()
-    env = _env(
-        settings,
-        SECRET_KEY=SECRET,
-        HEADER_TIMEOUT=str(TIMEOUT_S),
-        UPLOAD_TIMEOUT=str(TIMEOUT_S),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port),
-        env=env, stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(10), aiohttp.ClientSession() as session:
-            while True:
-                assert process.returncode is None, "the web process exited"
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{url}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.05)
+    timeouts = {"HEADER_TIMEOUT": str(TIMEOUT_S), "UPLOAD_TIMEOUT": str(TIMEOUT_S)}
+    async with web_running(settings, **timeouts) as (url, _):
         yield url
-    finally:
-        await _stop(process)
 
 
 async def _open(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
