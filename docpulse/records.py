@@ -219,14 +219,13 @@ class Records:
         return docs, total
 
     async def update_document(self, tenant_id: str, document_id: int, **fields: Any) -> None:
-        tk = self._tenant(tenant_id)
-        key = tk.document(document_id)
+        """Change a document's fields (None removes one). Its ending is not written here but with
+        its job's (`end_job`), which also takes it out of flight."""
+        key = self._tenant(tenant_id).document(document_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=_to_hash(fields))
             for name in [n for n, v in fields.items() if v is None]:
                 pipe.hdel(key, name)
-            if fields.get("state") in ("done", "failed"):
-                pipe.srem(tk.in_flight, str(document_id))
             await pipe.execute()
 
     async def delete_document(self, tenant_id: str, document_id: int) -> bool:
@@ -400,10 +399,9 @@ class Records:
         return bytes(await self._redis.getrange(key, offset * row, end))
 
 
-# KEYS: job, jobs by update, the tenant's documents in flight. ARGV: job id, updated ms, the last
-# stage, then the fields. A failed job, or the last stage done, takes its document out of flight.
-# KEYS: job, jobs by update, in flight[, document]. ARGV: job id, updated ms, the last stage, the
-# number of the job's field/value items that follow, those, then the document's.
+# KEYS: job, jobs by update, the tenant's documents in flight[, document]. ARGV: job id, updated
+# ms, the last stage, the number of the job's field/value items that follow, those, then the
+# document's. A failed job, or the last stage done, takes its document out of flight.
 _END_JOB = """
 if redis.call('HEXISTS', KEYS[1], 'ended') == 1 then return 0 end
 local n = tonumber(ARGV[4])
