@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict docpulse app workers
+	$(BIN)/mypy --strict docpulse store app workers cli tests bench
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -13,10 +13,23 @@ from app import auth
 from app.appkeys import ARQ, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.caps import check_early, too_many
 from app.errors import json_error
-from app.upload import read_upload
-from app.views import (
+from app.params import (
+    CHUNKS_LIMIT,
+    DOCUMENT_ID,
+    DOCUMENTS_LIMIT,
+    EPOCH,
+    EVENTS_LIMIT,
+    EVENTS_SINCE,
+    JOB_ID,
+    JOBS_LIMIT,
+    JOBS_SINCE,
+    OFFSET,
+    VECTORS,
+)
+from app.responses import (
     ChunkPage,
     DocumentPage,
+    DocumentView,
     EventPage,
     JobPage,
     Submitted,
@@ -25,28 +38,15 @@ from app.views import (
     document_view,
     json_response,
 )
+from app.upload import read_upload
 from docpulse.events import STAGES
-from docpulse.queue import submit_document
-from docpulse.quota import CapExceeded, Caps
-from docpulse.records import DocumentRecord
+from store.caps import CapExceeded, Caps
+from store.enqueue import submit_document
+from store.records import DocumentRecord, Records
 
 
 def _tenant(request: web.Request) -> str:
     return auth.require_tenant(request, request.app[SETTINGS].secret_key)
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        message = f"?{name}= must be an integer from {low} to {high}"
-        raise json_error(web.HTTPBadRequest, "bad_parameter", message)
-    return value
 
 
 def _not_found(what: str) -> web.HTTPException:
@@ -54,7 +54,7 @@ def _not_found(what: str) -> web.HTTPException:
 
 
 async def _document(request: web.Request, tenant_id: str) -> DocumentRecord:
-    doc = await request.app[RECORDS].get_document(tenant_id, int(request.match_info["id"]))
+    doc = await request.app[RECORDS].get_document(tenant_id, DOCUMENT_ID.read(request))
     if doc is None:
         raise _not_found("document")
     return doc
@@ -80,23 +80,26 @@ async def upload_document(request: web.Request) -> web.Response:
 async def get_document(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
     doc = await _document(request, tenant_id)
-    records = request.app[RECORDS]
+    return json_response(await with_stages(request.app[RECORDS], doc))
+
+
+async def with_stages(records: Records, doc: DocumentRecord) -> DocumentView:
+    """A document with its three stages, as `GET /api/documents/{id}` answers."""
     jobs = {}
     for stage in STAGES:
         job_id = doc.job_id(stage)
-        jobs[stage] = None if job_id is None else await records.get_job(tenant_id, job_id)
-    return json_response(document_view(doc, jobs))
+        jobs[stage] = None if job_id is None else await records.get_job(doc.tenant_id, job_id)
+    return document_view(doc, jobs)
 
 
 async def get_chunks(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
     doc = await _document(request, tenant_id)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    limit = _int_param(request, "limit", 500, 1, 1000)
+    offset, limit = OFFSET.read(request), CHUNKS_LIMIT.read(request)
     records = request.app[RECORDS]
     chunks = await records.get_chunks(tenant_id, doc.document_id, offset=offset, limit=limit)
     vectors = None
-    if request.query.get("vectors") in ("1", "true") and doc.vector_dim:
+    if VECTORS.read(request) in ("1", "true") and doc.vector_dim:
         vectors = await records.get_vectors(
             tenant_id, doc.document_id, dim=doc.vector_dim, offset=offset, limit=len(chunks)
         )
@@ -106,22 +109,21 @@ async def get_chunks(request: web.Request) -> web.Response:
 
 async def delete_document(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
-    if not await request.app[RECORDS].delete_document(tenant_id, int(request.match_info["id"])):
+    if not await request.app[RECORDS].delete_document(tenant_id, DOCUMENT_ID.read(request)):
         raise _not_found("document")
     return web.Response(status=204)
 
 
 async def list_documents(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    limit = _int_param(request, "limit", 50, 1, 200)
+    offset, limit = OFFSET.read(request), DOCUMENTS_LIMIT.read(request)
     docs, total = await request.app[RECORDS].list_documents(tenant_id, offset=offset, limit=limit)
     return json_response(DocumentPage(docs, total, offset, limit))
 
 
 async def get_job(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
-    job = await request.app[RECORDS].get_job(tenant_id, int(request.match_info["job_id"]))
+    job = await request.app[RECORDS].get_job(tenant_id, JOB_ID.read(request))
     if job is None:
         raise _not_found("job")
     return json_response(job)
@@ -129,8 +131,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     tenant_id = _tenant(request)
-    since = _int_param(request, "since", 0, 0, 2**53)
-    limit = _int_param(request, "limit", 500, 1, 500)
+    since, limit = JOBS_SINCE.read(request), JOBS_LIMIT.read(request)
     jobs = await request.app[RECORDS].jobs_since(tenant_id, since, limit=limit)
     return json_response(JobPage(jobs, max((j.updated_ms for j in jobs), default=since)))
 
@@ -138,12 +139,12 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     """The polling twin of `/ws?since=`: events after `since` from the tenant's history."""
     tenant_id = _tenant(request)
-    since = _int_param(request, "since", 0, 0, 2**53)
-    limit = _int_param(request, "limit", 1000, 1, 10_000)
-    epoch = request.query.get("epoch", "")
+    since, limit = EVENTS_SINCE.read(request), EVENTS_LIMIT.read(request)
+    epoch = EPOCH.read(request) or ""
     keys = request.app[KEYS].tenant(tenant_id)
     replay = await request.app[HUB].log.after(keys, since, limit=limit)
-    resync = (bool(epoch) and epoch != replay.epoch and since > 0) or not replay.reaches_back
+    other_epoch = bool(epoch) and epoch != replay.epoch and since > 0
+    resync = other_epoch or not replay.reaches_back or since > replay.head  # as /ws does
     events = [] if resync else [msgspec.Raw(e) for e in replay.events]
     return json_response(EventPage(replay.epoch, replay.head, resync, events))
 
@@ -155,14 +156,14 @@ async def create_ws_ticket(request: web.Request) -> web.Response:
     return json_response(Ticket(ticket, ttl), status=201)
 
 
-ID = r"{id:\d{1,18}}"
+ID = DOCUMENT_ID.route
 routes = [
     web.post("/api/documents", upload_document),
     web.get("/api/documents", list_documents),
     web.get(f"/api/documents/{ID}", get_document),
     web.delete(f"/api/documents/{ID}", delete_document),
     web.get(f"/api/documents/{ID}/chunks", get_chunks),
-    web.get(r"/api/jobs/{job_id:\d{1,18}}", get_job),
+    web.get(f"/api/jobs/{JOB_ID.route}", get_job),
     web.get("/api/jobs", list_jobs),
     web.get("/api/events", list_events),
     web.post("/api/ws-tickets", create_ws_ticket),

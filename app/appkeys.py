@@ -9,16 +9,18 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from app.hub import Hub
+from app.relay.hub import Hub
 from docpulse.keys import Keys
-from docpulse.records import Records
 from docpulse.settings import Settings
+from store.cancel import Controls
+from store.records import Records
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 KEYS: Final = web.AppKey("keys", Keys)
 REDIS: Final = web.AppKey("redis", Redis)
 ARQ: Final = web.AppKey("arq", ArqRedis)
 RECORDS: Final = web.AppKey("records", Records)
+CONTROLS: Final = web.AppKey("controls", Controls)  # cancel and retry
 HUB: Final = web.AppKey("hub", Hub)
 # the open WebSockets, closed with 1001 on shutdown
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])

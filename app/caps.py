@@ -3,7 +3,7 @@
 The rate and in-flight caps need nothing of the body, and a declared Content-Length is enough to
 refuse a document that cannot fit the storage cap: `check_early` refuses those before a byte of
 the body is read. The body's real size then goes through the atomic admission of
-`create_document`, and `too_many` answers what it refuses. Semantics: docpulse/quota.py.
+`create_document`, and `too_many` answers what it refuses. Semantics: store/caps.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 from app.appkeys import RECORDS
 from app.metrics import TENANT_REFUSED
 from app.upload import MULTIPART_SLACK
-from docpulse.quota import NO_CAPS, Cap, Caps, Refusal
+from store.caps import NO_CAPS, Cap, Caps, Refusal
 
 
 class CapError(msgspec.Struct, frozen=True):
@@ -73,6 +73,6 @@ async def check_early(request: web.Request, tenant_id: str, caps: Caps) -> None:
     declared = request.content_length or 0
     if request.content_type.startswith("multipart/"):
         declared -= MULTIPART_SLACK
-    refusal = await request.app[RECORDS].quota.check(tenant_id, caps, max(0, declared))
+    refusal = await request.app[RECORDS].caps.check(tenant_id, caps, max(0, declared))
     if refusal is not None:
         raise too_many(refusal)

@@ -1,4 +1,7 @@
-"""`GET /api/openapi.json`: an OpenAPI 3.1 description of every route (a test keeps it complete)."""
+"""`GET /api/openapi.json`: an OpenAPI 3.1 description of every route, rendered from the rows of
+app/operations.py and the handlers' own parameters (app/params.py): every status each route can
+send, with its error codes. tests/test_api.py keeps it complete; tests/test_fuzz_api.py fails on
+any status it does not list."""
 
 from __future__ import annotations
 
@@ -6,17 +9,39 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from app.operations import OPERATIONS, Operation
+from app.params import Param
 from app.upload import SUPPORTED
 
 Op = dict[str, Any]
-_ERROR: Final = {"$ref": "#/components/responses/Error"}
-_AUTH_ERRORS: Final = {"401": _ERROR, "404": _ERROR}
-_CAPPED: Final = {"$ref": "#/components/responses/Capped"}
 
+_MEANING: Final = {
+    400: "a parameter or the request is refused",
+    401: "no valid token (or session); `WWW-Authenticate` says how to send one",
+    403: "a browser's request from another site's Origin; a tenant's token on an operator route",
+    404: "no such record for this tenant (or no such path)",
+    405: "another method on this path; `Allow` lists the methods it takes",
+    408: "the upload did not arrive within UPLOAD_TIMEOUT; the connection is closed",
+    413: "over MAX_DOCUMENT_BYTES, or more than MAX_UPLOAD_PARTS parts",
+    415: f"a file name that does not end in one of {' '.join(SUPPORTED)}",
+    409: "the document's state does not allow it (cancel: queued or running; retry: failed or "
+    "cancelled), or its cancelled attempt is still stopping",
+    503: "the web process cannot reach Redis (or the event subscription): retry later",
+}
+_COOKIE_ONLY: Final = "; here `unavailable` only with a dashboard session cookie (checked in Redis)"
+_HEADERS: Final = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    405: {"Allow": {"schema": {"type": "string"}}},
+    503: {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+}
 
-# the ranges the handlers accept (app/api.py); `limit`'s maximum differs per route
-_BOUNDS: Final = {"id": (1, 10**18 - 1), "offset": (0, 10**9), "since": (0, 2**53)}
-
+_FORM: Final = {
+    "schema": {
+        "type": "object",
+        "required": ["file"],
+        "properties": {"file": {"type": "string", "contentMediaType": "application/octet-stream"}},
+    }
+}
 
 _CAPPED_SCHEMA: Final = {
     "type": "object",
@@ -38,92 +63,85 @@ _CAPPED_SCHEMA: Final = {
 }
 
 
-def _op(
-    summary: str, ok: str, *, params: tuple[str, ...] = (), limit: int = 0, secure: bool = True
-) -> Op:
-    op: Op = {"summary": summary, "responses": {ok: {"description": summary}}}
-    if params:
-        op["parameters"] = [_param(p, limit) for p in params]
-    if secure:
-        op["responses"].update(_AUTH_ERRORS)
-    else:
+def error_schema(codes: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON error document whose `code` is one of `codes`."""
+    error = {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"enum": list(codes)}, "message": {"type": "string"}},
+    }
+    return {"type": "object", "required": ["error"], "properties": {"error": error}}
+
+
+def _error(status: int, codes: tuple[str, ...]) -> dict[str, Any]:
+    if status == 429:
+        return {"$ref": "#/components/responses/Capped"}
+    listed = ", ".join(f"`{code}`" for code in codes)
+    response: dict[str, Any] = {
+        "description": f"{_MEANING[status]} ({listed})",
+        "content": {"application/json": {"schema": error_schema(codes)}},
+    }
+    if status in _HEADERS:
+        response["headers"] = _HEADERS[status]
+    return response
+
+
+def _parameter(param: Param) -> dict[str, Any]:
+    description = param.description
+    if param.error is not None:
+        description += f" (else {param.status} `{param.error}`)"
+    return {
+        "name": param.name,
+        "in": param.where,
+        "required": param.where == "path",
+        "description": description,
+        "schema": param.schema(),
+    }
+
+
+def _operation(row: Operation) -> Op:
+    responses: dict[str, Any] = {str(row.ok): {"description": row.summary}}
+    responses.update({str(s): _error(s, codes) for s, codes in row.statuses().items()})
+    if not row.token:  # the only Redis such a route may need is app/revocation.py's check
+        responses["503"]["description"] += _COOKIE_ONLY
+    op: Op = {"summary": row.summary, "responses": responses}
+    if row.params:
+        op["parameters"] = [_parameter(param) for param in row.params]
+    if not row.token:
         op["security"] = []
     return op
 
 
-def _param(name: str, limit: int) -> dict[str, Any]:
-    where = "path" if name in ("id", "job_id") else "query"
-    low, high = (1, limit) if name == "limit" else _BOUNDS["id" if where == "path" else name]
-    schema = {"type": "integer", "minimum": low, "maximum": high}
-    return {"name": name, "in": where, "required": where == "path", "schema": schema}
+def _paths() -> dict[str, dict[str, Op]]:
+    paths = {
+        path: {method: _operation(row) for method, row in ops.items()}
+        for path, ops in OPERATIONS.items()
+    }
+    upload = paths["/api/documents"]["post"]
+    suffixes = " ".join(SUPPORTED)
+    upload["description"] = f"multipart field `file`, or the raw body with ?filename=; {suffixes}"
+    upload["requestBody"] = {
+        "content": {"multipart/form-data": _FORM, "application/octet-stream": {}}
+    }
+    return paths
 
 
-def _upload() -> Op:
-    op = _op("Upload a document and start its pipeline", "202", params=())
-    op["parameters"] = [{"name": "filename", "in": "query", "schema": {"type": "string"}}]
-    op["description"] = f"multipart field `file`, or the raw body with ?filename=. {SUPPORTED}"
-    op["requestBody"] = {"content": {"multipart/form-data": {}, "application/octet-stream": {}}}
-    op["responses"].update(
-        {"400": _ERROR, "408": _ERROR, "413": _ERROR, "415": _ERROR, "429": _CAPPED}
-    )
-    return op
-
-
-def _events() -> Op:
-    summary = "Events after ?since= (seq) from history; resync=true if it no longer reaches back"
-    op = _op(summary, "200", params=("since", "limit"), limit=10_000)
-    op["parameters"].append({"name": "epoch", "in": "query", "schema": {"type": "string"}})
-    return op
-
-
-PATHS: Final[dict[str, dict[str, Op]]] = {
-    "/api/documents": {
-        "post": _upload(),
-        "get": _op("List documents, newest first", "200", params=("offset", "limit"), limit=200),
-    },
-    "/api/documents/{id}": {
-        "get": _op("A document and its three stages", "200", params=("id",)),
-        "delete": _op("Delete a document and its data", "204", params=("id",)),
-    },
-    "/api/documents/{id}/chunks": {
-        "get": _op(
-            "Chunk texts (?vectors=1 adds vectors)",
-            "200",
-            params=("id", "offset", "limit"),
-            limit=1000,
-        ),
-    },
-    "/api/jobs": {
-        "get": _op("Jobs updated after ?since= (ms)", "200", params=("since", "limit"), limit=500)
-    },
-    "/api/events": {"get": _events()},
-    "/api/jobs/{job_id}": {"get": _op("A job record", "200", params=("job_id",))},
-    "/api/ws-tickets": {"post": _op("A single-use ticket for /ws?ticket=", "201")},
-    "/ws": {
-        "get": _op(
-            "Live job events (WebSocket; bearer token or ?ticket=); a tenant over "
-            "TENANT_MAX_SOCKETS on this process is upgraded, then closed with 1013",
-            "101",
-        )
-    },
-    "/livez": {"get": _op("The process is alive", "200", secure=False)},
-    "/readyz": {"get": _op("Redis answers (503 if not)", "200", secure=False)},
-    "/metrics": {"get": _op("Prometheus metrics", "200", secure=False)},
-    "/api/openapi.json": {"get": _op("This document", "200", secure=False)},
-}
+PATHS: Final = _paths()
 
 SPEC: Final = {
     "openapi": "3.1.0",
-    "info": {"title": "docpulse", "version": "0.1.0"},
+    "info": {
+        "title": "docpulse",
+        "version": "0.1.0",
+        "description": "Every status a route sends is listed with its error codes. Any request "
+        "the HTTP parser refuses (before routing) is a 400 JSON error too (`bad_request_line`, "
+        "`bad_header`, `line_too_long`, `bad_body`, ...).",
+    },
     "paths": PATHS,
     "security": [{"bearer": []}],
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         "responses": {
-            "Error": {
-                "description": 'JSON error: {"error": {"code": ..., "message": ...}}',
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
             "Capped": {
                 "description": "Over a per-tenant cap (uploads per minute, documents in flight, "
                 "stored bytes): the error code says which, `retry_after` (seconds) when to try "

@@ -1,7 +1,9 @@
 """The dashboard's HTML pages, sign-in and sign-out, and the one place their headers are set.
 
 The pages are shells: the data comes from the REST API (with the session cookie) and /ws (with a
-ticket), read by the modules under static/js. Sign-in trades a pasted API token for a session
+ticket), read by the modules under static/js. A live page carries the reconnect policy
+(docpulse/reconnect.py) as JSON data for static/js/live.js, so the browser and the command line
+follow one policy. Sign-in trades a pasted API token for a session
 cookie (app/session.py); a page without a session sends the browser to /signin.
 """
 
@@ -16,17 +18,30 @@ import jinja2
 import jwt
 from aiohttp import web
 
-from app import auth, session
+from app import auth, revocation, session
 from app.appkeys import RECORDS, SETTINGS
+from docpulse import filetypes
+from docpulse.reconnect import POLICY
 
-ROOT: Final = Path(__file__).resolve().parent.parent
-TEMPLATES: Final = ROOT / "templates"
-STATIC: Final = ROOT / "static"
+HERE: Final = Path(__file__).resolve().parent
+
+
+def _pages_dir(name: str) -> Path:
+    """templates/ or static/: inside the package when installed from a wheel (`pip install .`
+    puts them at app/templates and app/static, see setup.py), else beside app/ in a checkout."""
+    packaged = HERE / name
+    return packaged if packaged.is_dir() else HERE.parent / name
+
+
+TEMPLATES: Final = _pages_dir("templates")
+STATIC: Final = _pages_dir("static")
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )  # connect-src 'self' covers ws:/wss: of the same origin in current browsers
+# the dashboard's file input (`accept`) and the hint beside it, from the one table of file types
+FILE_PICKER: Final = {"accept": filetypes.accept(), "suffixes": filetypes.SUFFIXES}
 HTML_HEADERS: Final = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -59,15 +74,15 @@ def _tenant_or_signin(request: web.Request) -> str:
 
 async def dashboard(request: web.Request) -> web.Response:
     tenant_id = _tenant_or_signin(request)
-    return aiohttp_jinja2.render_template(
-        "dashboard.html", request, {"tenant_id": tenant_id, "live": True}
-    )
+    context = {"tenant_id": tenant_id, "live": True, "reconnect": POLICY.as_json(), **FILE_PICKER}
+    return aiohttp_jinja2.render_template("dashboard.html", request, context)
 
 
 async def document(request: web.Request) -> web.Response:
     tenant_id = _tenant_or_signin(request)
     doc = await request.app[RECORDS].get_document(tenant_id, int(request.match_info["id"]))
-    context = {"tenant_id": tenant_id, "doc": doc, "live": doc is not None}
+    live = doc is not None
+    context = {"tenant_id": tenant_id, "doc": doc, "live": live, "reconnect": POLICY.as_json()}
     return aiohttp_jinja2.render_template(
         "document.html", request, context, status=200 if doc else 404
     )
@@ -106,6 +121,7 @@ def _session_ttl(token: str) -> int:
 
 async def signout(request: web.Request) -> web.Response:
     auth.check_same_origin(request)
+    await revocation.revoke(request)  # a copy of the cookie stops working too
     response = _see_other("/signin")
     session.clear_session(response, request)
     return response

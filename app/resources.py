@@ -1,5 +1,6 @@
-"""One cleanup context per resource: the Redis client (records, tickets, readiness), the arq
-client that enqueues jobs by name, and the hub."""
+"""One cleanup context per resource: the Redis client (records, tickets, readiness; a bounded
+pool, REDIS_MAX_CONNECTIONS), the arq client that enqueues jobs by name (on the same pool), and
+the hub (with a client of its own for its subscription and probes)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,24 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from app.appkeys import ARQ, HUB, KEYS, RECORDS, REDIS, SETTINGS
-from app.hub import Hub
+from app.appkeys import ARQ, CONTROLS, HUB, KEYS, RECORDS, REDIS, SETTINGS
+from app.relay.hub import Hub
+from docpulse.bus import EventBus
 from docpulse.connections import redis_client
 from docpulse.history import EventLog
 from docpulse.queue import deserialize, serialize
-from docpulse.records import Records
+from store.cancel import Controls
+from store.records import Records
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = redis_client(settings, retry_for_s=2.0)
+    redis = redis_client(
+        settings,
+        retry_for_s=2.0,
+        max_connections=settings.redis_max_connections,  # bounded: a flood waits, then 503
+        pool_timeout_s=settings.redis_pool_timeout_s,
+    )
     app[REDIS] = redis
     app[RECORDS] = Records(redis, app[KEYS], ttl_s=settings.result_ttl_s)
     # arq's client shares the pool: it needs no connection of its own, and unlike arq's
@@ -29,6 +37,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         job_deserializer=deserialize,
         default_queue_name=app[KEYS].queue,
     )
+    # cancel's event is published by its script (an announcement): this bus never publishes
+    bus = EventBus.from_settings(redis, settings)
+    app[CONTROLS] = Controls(redis, app[ARQ], app[KEYS], app[RECORDS], bus)
     yield
     await redis.aclose()
 
@@ -36,13 +47,19 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     log = EventLog(app[REDIS], max_length=settings.history_length, ttl_s=settings.history_ttl_s)
+    # the subscription and its probes get a client of their own: requests that use up the
+    # bounded pool must not keep the hub from (re)subscribing or probing
+    events_redis = redis_client(settings, retry_for_s=2.0)
     hub = Hub(
-        app[REDIS],
+        events_redis,
         app[KEYS],
         log,
         probe_interval_s=settings.hub_probe_interval,
         probe_timeout_s=settings.hub_probe_timeout,
     )
-    async with hub.running():
-        app[HUB] = hub
-        yield
+    try:
+        async with hub.running():
+            app[HUB] = hub
+            yield
+    finally:
+        await events_redis.aclose()

@@ -28,7 +28,7 @@ from bench import fanout, pipeline, publish
 from bench.keyspace import NOTIFY_KEYSPACE_EVENTS
 from bench.report import Row, print_table, write_results
 from bench.suite import FULL, QUICK, BenchContext, Plan, Suite
-from docpulse.embedded import EmbeddedRedis
+from cli.embedded import EmbeddedRedis
 from docpulse.settings import Settings, SettingsError
 
 SUITES: dict[str, Suite] = {"publish": publish.run, "pipeline": pipeline.run, "fanout": fanout.run}

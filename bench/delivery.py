@@ -1,10 +1,13 @@
-"""Server CPU per delivered message, alone: `python -m bench.delivery [--against COMMIT]`.
+"""Server CPU per delivered message, alone: `python -m bench.delivery [--against COMMIT]
+[--loops asyncio uvloop]`.
 
 The fan-out suite's saturation trial and nothing else, for docpulse and the minimal relay (and,
-with `--against`, docpulse as it was at COMMIT, run from a `git archive` copy), on S sockets over
-T tenants: the arms alternate (A B C, C B A, ...), and each trial's server CPU (utime + stime
-from /proc) per 100,000 delivered messages is divided by the minimal relay's of the same
-repetition. Prints each repetition's figures and the median ratios.
+with `--against`, docpulse as it was at COMMIT, run from a `git archive` copy; with `--loops`,
+docpulse once per EVENT_LOOP instead of once) on S sockets over T tenants: the arms alternate
+(A B C, C B A, ...), and each trial's server CPU (utime + stime from /proc) per 100,000 delivered
+messages, and its messages per second, are divided by the minimal relay's of the same repetition
+(and by the first docpulse arm's, when there are several). Prints each repetition's figures and
+the median ratios with the lowest and highest.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from bench.fanout_procs import speakers
 from bench.fanout_trials import Bench, Scenario
 from bench.peers.serve import raise_open_files
 from bench.processes import REPO_ROOT
-from docpulse.embedded import EmbeddedRedis
+from cli.embedded import EmbeddedRedis
+from docpulse.settings import EVENT_LOOPS
 
 
 def _copy_of(commit: str, into: Path) -> Path:
@@ -38,7 +42,8 @@ def _copy_of(commit: str, into: Path) -> Path:
 
 
 async def _measure(args: argparse.Namespace, url: str, logs: Path) -> None:
-    checkouts: dict[str, Path | None] = {DOCPULSE: None, MINIMAL: None}
+    loops = [f"{DOCPULSE}+{loop}" for loop in args.loops] if args.loops else [DOCPULSE]
+    checkouts: dict[str, Path | None] = {**dict.fromkeys(loops), MINIMAL: None}
     if args.against:
         checkouts[f"{DOCPULSE}@{args.against}"] = _copy_of(args.against, logs)
     scenario = Scenario(args.sockets, args.tenants, tuple(checkouts))
@@ -72,6 +77,7 @@ async def _measure(args: argparse.Namespace, url: str, logs: Path) -> None:
 def _line(repeat: int, runs: dict[str, list[dict[str, Any]]]) -> str:
     figures = ", ".join(
         f"{name} {trials[-1]['server_cpu_per_100k']:.2f} s/100k "
+        f"{trials[-1]['messages_per_s']:,.0f} msg/s "
         f"({trials[-1]['delivered']:,} msgs, {trials[-1]['machine_cores_busy']:.1f} cores busy)"
         for name, trials in runs.items()
     )
@@ -79,14 +85,25 @@ def _line(repeat: int, runs: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> None:
-    base = [t["server_cpu_per_100k"] for t in runs[MINIMAL]]
+    first = next(iter(runs))  # the first docpulse arm
+    bases = [MINIMAL] + [first] * (len(runs) > 2)
     for name, trials in runs.items():
         cpu = [t["server_cpu_per_100k"] for t in trials]
-        ratios = [c / b for c, b in zip(cpu, base, strict=True)]
+        rate = [t["messages_per_s"] for t in trials]
         print(
-            f"{name}: median {statistics.median(cpu):.2f} s CPU per 100k delivered; "
-            f"x minimal {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+            f"{name}: median {statistics.median(cpu):.2f} s CPU per 100k delivered"
+            + "".join(ratio("server_cpu_per_100k", trials, runs[b], b) for b in bases if b != name)
+            + f"; median {statistics.median(rate):,.0f} msg/s"
+            + "".join(ratio("messages_per_s", trials, runs[b], b) for b in bases if b != name)
         )
+
+
+def ratio(
+    key: str, trials: list[dict[str, Any]], base: list[dict[str, Any]], base_name: str
+) -> str:
+    """`trials`' figure over `base`'s, repetition by repetition: median (lowest-highest)."""
+    ratios = [t[key] / b[key] for t, b in zip(trials, base, strict=True)]
+    return f", x {base_name} {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
 
 
 def main() -> int:
@@ -97,6 +114,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--against", help="a commit: docpulse as it was then, as a third arm")
+    parser.add_argument(
+        "--loops", nargs="+", choices=EVENT_LOOPS, help="docpulse once per EVENT_LOOP (in order)"
+    )
     args = parser.parse_args()
     raise_open_files()
     with EmbeddedRedis() as redis, tempfile.TemporaryDirectory(prefix="docpulse-cpu-") as logs:

@@ -5,6 +5,9 @@
 - socketio: `bench.peers.socketio_relay` (python-socketio + AsyncRedisManager);
 - broadcaster: `bench.peers.broadcaster_relay` (encode/broadcaster, Redis backend).
 
+docpulse may run in several arms at once: `docpulse@<commit>` (an older version) and
+`docpulse+<loop>` (on EVENT_LOOP=<loop>; plain `docpulse` runs on the environment's setting).
+
 Each has a namespace of its own, so an event published for one arm reaches no other.
 """
 
@@ -53,8 +56,8 @@ class Arm:
 
     @property
     def is_docpulse(self) -> bool:
-        """docpulse, or another version of it (`docpulse@<commit>`)."""
-        return self.name.split("@")[0] == DOCPULSE
+        """docpulse, another version (`docpulse@<commit>`) or on a loop (`docpulse+uvloop`)."""
+        return is_docpulse(self.name)
 
     @property
     def feed(self) -> str:
@@ -77,6 +80,10 @@ class Arm:
         return self._tokens[tenant]
 
 
+def is_docpulse(name: str) -> bool:
+    return name.split("@")[0].split("+")[0] == DOCPULSE
+
+
 @contextlib.asynccontextmanager
 async def start_arm(
     name: str, redis_url: str, namespace: str, log_dir: Path, checkout: Path | None = None
@@ -84,8 +91,9 @@ async def start_arm(
     """`checkout`: run docpulse from this copy of the repository instead (an older version)."""
     port = free_port()
     log = log_dir / f"fanout-{name}.log"
-    if name.split("@")[0] == DOCPULSE:
+    if is_docpulse(name):
         secret = secrets.token_urlsafe(32)
+        loop = {"EVENT_LOOP": name.split("+")[1]} if "+" in name else {}
         env = {
             **os.environ,
             "REDIS_URL": f"{redis_url}?client_name={WEB_CLIENT_NAME}",
@@ -93,8 +101,9 @@ async def start_arm(
             "DOCPULSE_NAMESPACE": namespace,
             "WS_QUEUE_SIZE": str(WS_QUEUE_SIZE),
             "LOG_FORMAT": "json",
+            **loop,
         }
-        args = ["-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port)]
+        args = ["-m", "cli", "web", "--host", "127.0.0.1", "--port", str(port)]
         async with server(args, env, log, port, checkout or REPO_ROOT) as running:
             yield Arm(name, namespace, running, secret)
         return

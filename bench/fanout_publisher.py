@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import msgspec
-import socketio  # type: ignore[import-untyped]
+import socketio
 from redis.asyncio import Redis
 
 from bench.peers.socketio_relay import channel_of

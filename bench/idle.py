@@ -29,7 +29,7 @@ from bench.fanout_procs import Server, speakers
 from bench.fanout_trials import Bench, Scenario
 from bench.peers import minimal_relay
 from bench.peers.serve import raise_open_files
-from docpulse.embedded import EmbeddedRedis
+from cli.embedded import EmbeddedRedis
 from docpulse.settings import Settings
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 LEGEND: Final = (
     "Nx (low-high): the median of the ratios within each repetition, and the extremes. "
-    "✓/✗: issue 6's targets."
+    "✓/✗: the issues' targets (6 and 14)."
 )
 
 

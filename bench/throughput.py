@@ -31,8 +31,8 @@ from bench.processes import Workers, start_workers
 from bench.suite import BenchContext
 from docpulse.keys import Keys
 from docpulse.queue import create_arq_pool
-from docpulse.records import Records
 from docpulse.settings import Settings
+from store.records import Records
 
 ENQUEUERS = 8  # concurrent enqueueing tasks of the load generator
 STARTUP_TIMEOUT_S = 120.0  # every arm's workers start at once, on a machine with few cores

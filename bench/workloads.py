@@ -8,7 +8,7 @@ from typing import Final
 from bench.documents import Document
 from bench.noop_worker import enqueue_noop
 from bench.throughput import Client
-from docpulse.queue import submit_document
+from store.enqueue import submit_document
 
 TENANT: Final = "bench"
 
@@ -18,7 +18,7 @@ class DocumentPipeline:
     """Documents submitted as the web app and `docpulse submit` do, run by `docpulse worker`."""
 
     documents: list[Document]
-    command: tuple[str, ...] = ("-m", "docpulse", "worker")
+    command: tuple[str, ...] = ("-m", "cli", "worker")
     jobs_per_item: int = 3  # parse, chunk, embed
 
     async def enqueue(self, client: Client, item: int) -> None:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from docpulse import metrics
 from docpulse.events import JobEvent, decode_event, encode_event
-from docpulse.history import EventLog
+from docpulse.history import Announcement, EventLog
 from docpulse.keys import Keys
 from docpulse.outbox import Outbox
 from docpulse.settings import Settings
@@ -75,9 +75,7 @@ class EventBus:
         counted. A payload that is not a valid event, or a topic of another tenant, raises
         ValueError.
         """
-        event = _as_event(payload)
-        if tenant_of(topic) != event.tenant_id:
-            raise InvalidTenant(f"event of tenant {event.tenant_id!r} sent to topic {topic!r}")
+        event = _for_topic(topic, payload)
         if not self._enabled:
             return True
         if self._flusher is None:
@@ -95,6 +93,26 @@ class EventBus:
         metrics.PUBLISH_FAILURES.inc()
         self.outbox.put(topic, event)
         return False
+
+    def announcement(
+        self, topic: str, payload: JobEvent | Mapping[str, Any]
+    ) -> Announcement | None:
+        """`payload` ready to be published by the script that makes the change it announces
+        (store's records), in the same step; None when publishing is off (PUBLISH_EVENTS).
+
+        Such an event never waits in the outbox: if the script fails, neither the change nor the
+        event happened, and the caller handles the Redis error as for any record change. Call
+        `announced()` once the script ran, so the event is counted.
+        """
+        event = _for_topic(topic, payload)
+        if not self._enabled:
+            return None
+        keys = self._keys.tenant(event.tenant_id)
+        return self.log.announcement(keys, encode_event(msgspec.structs.replace(event, seq=None)))
+
+    def announced(self) -> None:
+        """Count an event a record-changing script published (`announcement`)."""
+        metrics.EVENTS_PUBLISHED.inc()
 
     async def _send(self, topic: str, event: JobEvent) -> None:
         started = time.perf_counter()
@@ -173,6 +191,14 @@ async def _deliver(pubsub: Any, handler: EventHandler) -> None:
             logger.warning("skipped a message on %s that is not a job event", message["channel"])
             continue
         await handler(event)
+
+
+def _for_topic(topic: str, payload: JobEvent | Mapping[str, Any]) -> JobEvent:
+    """`payload` as an event of the tenant `topic` belongs to (else InvalidTenant/ValueError)."""
+    event = _as_event(payload)
+    if tenant_of(topic) != event.tenant_id:
+        raise InvalidTenant(f"event of tenant {event.tenant_id!r} sent to topic {topic!r}")
+    return event
 
 
 def _as_event(payload: JobEvent | Mapping[str, Any]) -> JobEvent:

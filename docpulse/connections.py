@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from arq.connections import RedisSettings
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, TimeoutError
@@ -25,23 +25,38 @@ def _tls_kwargs(settings: Settings) -> dict[str, Any]:
     return {"ssl_cert_reqs": _ssl_cert_reqs(settings)}
 
 
-def redis_client(settings: Settings, *, retry_for_s: float = 0.0, timeout_s: float = 5.0) -> Redis:
+def redis_client(
+    settings: Settings,
+    *,
+    retry_for_s: float = 0.0,
+    timeout_s: float = 5.0,
+    max_connections: int | None = None,
+    pool_timeout_s: float = 2.0,
+) -> Redis:
     """A client on REDIS_URL; commands retry on connection errors for about `retry_for_s`.
 
     `retry_for_s < 0` retries forever (the worker's queue connection rides out an outage that way).
+    With `max_connections` the pool is bounded: a command that finds every connection busy waits
+    up to `pool_timeout_s` for one, then raises redis' ConnectionError("No connection available.")
+    (taking a connection is outside redis-py's retry, so it is raised once, not retried).
     """
     retries = -1 if retry_for_s < 0 else int(retry_for_s / 0.5)
     retry = Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries)
-    client: Redis = Redis.from_url(
-        settings.redis_url,
-        retry=retry,
-        retry_on_error=[ConnectionError, TimeoutError],
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=30,
+    options: dict[str, Any] = {
+        "retry": retry,
+        "retry_on_error": [ConnectionError, TimeoutError],
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "health_check_interval": 30,
         **_tls_kwargs(settings),
+    }
+    if max_connections is None:
+        client: Redis = Redis.from_url(settings.redis_url, **options)
+        return client
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=max_connections, timeout=pool_timeout_s, **options
     )
-    return client
+    return Redis.from_pool(pool)
 
 
 def arq_redis_settings(settings: Settings, *, retry_forever: bool = False) -> RedisSettings:

@@ -16,38 +16,10 @@ import msgspec
 from redis.asyncio import Redis
 
 from docpulse.keys import TenantKeys
+from docpulse.scripts import lua
 
-# KEYS: sequence hash, history stream. ARGV: channel, event JSON without seq, max length,
-# ttl seconds (0: none), an epoch to use if the log starts anew.
-_PUBLISH: Final = """
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-if seq == 1 then redis.call('HSETNX', KEYS[1], 'epoch', ARGV[5]) end
-local msg = string.sub(ARGV[2], 1, -2) .. ',"seq":' .. seq .. '}'
-local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', msg)
-if type(added) == 'table' and added.err then
-  -- the history is ahead of the counter: it belongs to a lost life; start a new epoch
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[5])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', msg)
-end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
-redis.call('PUBLISH', ARGV[1], msg)
-return seq
-"""
-
-# KEYS: sequence hash, history stream. ARGV: first entry id to read, max entries, ttl seconds, an
-# epoch to use if the log has none yet (a reader that comes first gets the epoch it resumes in).
-_AFTER: Final = """
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[4]) == 1 and tonumber(ARGV[3]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-end
-local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
-local entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
-return {meta[1] or '0', meta[2], entries}
-"""
+_PUBLISH: Final = lua("docpulse", "publish_event.lua")
+_AFTER: Final = lua("docpulse", "history_after.lua")
 
 
 class Replay(msgspec.Struct, frozen=True):
@@ -60,6 +32,19 @@ class Replay(msgspec.Struct, frozen=True):
     reaches_back: bool = True  # True when `events` start right after the asked-for seq
 
 
+class Announcement(msgspec.Struct, frozen=True):
+    """An event to publish inside another script, with the record change it announces (store's
+    `end_job`, `update_job`): the keys and arguments of `append_event.inc.lua`."""
+
+    sequence: str
+    history: str
+    args: list[str | int | bytes]  # channel, event JSON without seq, max length, TTL, new epoch
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.sequence, self.history]
+
+
 class EventLog:
     def __init__(self, redis: Redis, *, max_length: int, ttl_s: int) -> None:
         self._redis = redis
@@ -68,17 +53,21 @@ class EventLog:
         self._publish = redis.register_script(_PUBLISH)
         self._after = redis.register_script(_AFTER)
 
-    async def append(self, keys: TenantKeys, event_json: bytes) -> int:
-        """Stamp, keep and publish one event; returns its seq."""
-        epoch = secrets.token_hex(8)
+    def announcement(self, keys: TenantKeys, event_json: bytes) -> Announcement:
+        """What a script needs to stamp, keep and publish `event_json` as `append` does."""
         args: list[str | int | bytes] = [
             keys.channel,
             event_json,
             self._max_length,
             self._ttl_s,
-            epoch,
+            secrets.token_hex(8),
         ]
-        seq = await self._publish(keys=[keys.sequence, keys.history], args=args)
+        return Announcement(keys.sequence, keys.history, args)
+
+    async def append(self, keys: TenantKeys, event_json: bytes) -> int:
+        """Stamp, keep and publish one event; returns its seq."""
+        announcement = self.announcement(keys, event_json)
+        seq = await self._publish(keys=announcement.keys, args=announcement.args)
         return int(seq)
 
     async def after(self, keys: TenantKeys, seq: int, *, limit: int = 10_000) -> Replay:

@@ -34,6 +34,27 @@ class Keys:
         """arq's `_job_id` for our integer job id: enqueueing the same job twice is a no-op."""
         return f"{self.namespace}dp-job-{job_id}"
 
+    @property
+    def worker_prefix(self) -> str:
+        """A worker's keys without its id and suffix (workers/orphaned_marks.lua builds them)."""
+        return f"{self.namespace}dp:worker:"
+
+    def worker_alive(self, worker_id: str) -> str:
+        """Set while the worker lives, to when it started (ms); expires WORKER_LIVENESS_TTL after
+        its last sign of life (workers/liveness.py). arq's in-progress marks of its jobs hold
+        its id."""
+        return f"{self.worker_prefix}{worker_id}:alive"
+
+    @property
+    def tenants(self) -> str:
+        """Set of every tenant id that ever submitted a document (store/tenant_index.py): how
+        the operator's page finds the tenants. Global, so written apart from a tenant's scripts."""
+        return f"{self.namespace}dp:tenants"
+
+    def operator_revoked_session(self, session_id: str) -> str:
+        """Set when the operator session `session_id` signed out; expires when it would have."""
+        return f"{self.namespace}dp:operator:revoked-session:{session_id}"
+
     def channel(self, topic: str) -> str:
         return self.namespace + topic
 
@@ -100,8 +121,8 @@ class TenantKeys:
         """Set for a few seconds after the in-flight set was swept of finished documents."""
         return f"{self._base}:in_flight_swept"
 
-    def quota(self) -> tuple[str, str, str, str, str, str]:
-        """The keys of the upload caps, in the order docpulse.quota's scripts take them."""
+    def caps(self) -> tuple[str, str, str, str, str, str]:
+        """The keys of the upload caps, in the order store.caps's scripts take them."""
         return (
             self.uploads,
             self.in_flight,
@@ -141,5 +162,14 @@ class TenantKeys:
             self.document_vectors(document_id),
         )
 
+    @property
+    def job_prefix(self) -> str:
+        """A job's key without its id (store/next_job.lua builds the key of the job it finds)."""
+        return f"{self._base}:job:"
+
     def job(self, job_id: int) -> str:
-        return f"{self._base}:job:{job_id}"
+        return f"{self.job_prefix}{job_id}"
+
+    def revoked_session(self, session_id: str) -> str:
+        """Set when the dashboard session `session_id` signed out; expires when it would have."""
+        return f"{self._base}:revoked-session:{session_id}"

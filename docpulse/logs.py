@@ -3,15 +3,19 @@
 A JSON line holds `ts` (RFC 3339, UTC), `level`, `logger`, `message`, and when they exist
 `request_id` (from the `request_id` context variable the web app sets per request), `exc` (the
 traceback) and the access log's `method`, `path`, `status` and `duration_ms`. The web process and
-the worker both call `configure_logging`.
+the worker both call `configure_logging`. Library warnings (`warnings.warn`, which Python writes
+to stderr as two plain lines) become one WARNING record of the logger `py.warnings` each, their
+text cut to `WARNING_CHARS` (aiohttp's BadContentDispositionHeader quotes a client's part header).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Final, Literal, TextIO
 
 import msgspec
@@ -24,6 +28,7 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # what the access logger passes in `extra=`; only these leave a record besides the message
 ACCESS_FIELDS: Final = ("method", "path", "status", "duration_ms")
+WARNING_CHARS: Final = 200
 
 
 class LogLine(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -82,6 +87,23 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{rid}]" if rid else line
 
 
+def log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """`warnings.showwarning`: one log record instead of two lines on stderr."""
+    text = str(message)
+    if len(text) > WARNING_CHARS:
+        text = text[:WARNING_CHARS] + "..."
+    path = PurePath(filename)
+    where = f"{path.parent.name}/{path.name}:{lineno}"  # aiohttp/multipart.py:115
+    logging.getLogger("py.warnings").warning("%s: %r (%s)", category.__name__, text, where)
+
+
 def configure_logging(
     fmt: LogFormat = "json", level: str = "INFO", *, stream: TextIO | None = None
 ) -> logging.Handler:
@@ -92,4 +114,5 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    warnings.showwarning = log_warning
     return handler

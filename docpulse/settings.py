@@ -6,10 +6,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from docpulse.logs import LOG_FORMATS, LogFormat
 
 MiB = 1024 * 1024
+EVENT_LOOPS: Final = ("asyncio", "uvloop", "auto")  # EVENT_LOOP's values (app/eventloop.py)
 
 
 class SettingsError(ValueError):
@@ -62,14 +64,17 @@ class Settings:
     max_attempts: int = 3
     # WORKER_CONCURRENCY: jobs one worker process runs at once
     worker_concurrency: int = 16
-    # WORKER_POLL_DELAY: seconds between the worker's looks at the queue (a stage's successor
-    # waits up to this long; arq's own default, 0.5 s, would add a second per document)
+    # WORKER_POLL_DELAY: seconds between the worker's looks at the queue (a new document's parse
+    # job waits up to this long; a worker with a free slot starts a stage's successor at once)
     poll_delay_s: float = 0.05
     # WORKER_SHUTDOWN_WAIT: seconds a worker told to stop (SIGTERM) lets running jobs finish
     # before it hands them back to run again; under the 30 s a Procfile host allows
     shutdown_wait_s: int = 20
     # WORKER_HEALTH_CHECK_INTERVAL: seconds between the worker's `arq --check` heartbeats
     health_check_interval_s: float = 10.0
+    # WORKER_LIVENESS_TTL: seconds after a worker's last sign of life (it gives one every third
+    # of this) before another worker takes it for dead and runs its jobs again
+    liveness_ttl_s: float = 30.0
     # PROGRESS_INTERVAL: minimum seconds between two progress events of one job
     progress_interval_s: float = 0.1
     # RESULT_TTL: seconds a finished document and its data are kept (0 = forever)
@@ -89,10 +94,25 @@ class Settings:
     # SECRET_KEY: HS256 key that signs API tokens; `docpulse web` refuses to start without it
     # (unless DOCPULSE_DEV=1, where a key is generated for the run). Never printed by repr().
     secret_key: str = dataclasses.field(default="", repr=False)
+    # REDIS_MAX_CONNECTIONS: connections the web process's request pool may open (records, tickets,
+    # uploads, arq's enqueues); the hub's subscription has its own. REDIS_POOL_TIMEOUT: seconds a
+    # request waits for one of them before it is answered 503 unavailable (never a hang)
+    redis_max_connections: int = 50
+    redis_pool_timeout_s: float = 2.0
+    # METRICS_TOKEN: when set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`
+    # (its series name tenants); unset, /metrics is open. Never printed by repr().
+    metrics_token: str = dataclasses.field(default="", repr=False)
     # DOCPULSE_DEV: 1 under `docpulse dev` (allows a generated SECRET_KEY)
     docpulse_dev: bool = False
     # PORT: port `docpulse web` listens on (Heroku sets it)
     port: int = 8000
+    # EVENT_LOOP: the web process's event loop: asyncio, uvloop (not installed: an error at
+    # start-up; `pip install 'docpulse[uvloop]'`) or auto (uvloop when installed, else asyncio).
+    # The default is what bench/README.md's "Event loop" measured.
+    event_loop: str = "asyncio"
+    # WEB_CONCURRENCY: web processes `docpulse web` runs on PORT together (Heroku sets it from the
+    # dyno's size); 1 is a single process, as without a supervisor
+    web_concurrency: int = 1
     # ALLOWED_ORIGINS: comma-separated origins (scheme://host[:port]) that may open /ws besides
     # the app's own (same Host)
     allowed_origins: str = ""
@@ -123,9 +143,24 @@ class Settings:
     # HEADER_TIMEOUT: seconds a client has to send a request's line and headers, a WebSocket
     # handshake included, and to send the next request on a kept-alive connection
     header_timeout_s: float = 10.0
+    # MAX_UPLOAD_PARTS: parts a multipart upload may have (it needs one, `file`); the next one is
+    # refused before it is read (each part costs the event loop Python time)
+    max_upload_parts: int = 8
+    # MAX_PART_HEADER_BYTES: bytes one header line of a multipart part may have
+    max_part_header_bytes: int = 4096
 
     def validate_web(self) -> None:
-        for name in ("port", "ws_queue_size", "ws_ticket_ttl"):
+        if self.event_loop not in EVENT_LOOPS:
+            raise SettingsError(f"EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}")
+        for name in (
+            "port",
+            "web_concurrency",
+            "ws_queue_size",
+            "ws_ticket_ttl",
+            "redis_max_connections",
+            "max_upload_parts",
+            "max_part_header_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")
         for name in (
@@ -136,7 +171,7 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name.upper()} must be 0 (no cap) or more")
-        for name in ("upload_timeout_s", "header_timeout_s"):
+        for name in ("upload_timeout_s", "header_timeout_s", "redis_pool_timeout_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_ENV_NAMES[name]} must be more than 0 seconds")
 
@@ -171,6 +206,8 @@ class Settings:
             raise SettingsError("REDIS_SSL_CERT_REQS must be none, optional or required")
         if self.log_format not in ("", *LOG_FORMATS):
             raise SettingsError("LOG_FORMAT must be json or text")
+        if self.liveness_ttl_s <= 0:
+            raise SettingsError("WORKER_LIVENESS_TTL must be more than 0 seconds")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise SettingsError("CHUNK_OVERLAP must be at least 0 and less than CHUNK_SIZE")
         for name in (
@@ -199,11 +236,13 @@ _ENV_NAMES = {
     "poll_delay_s": "WORKER_POLL_DELAY",
     "shutdown_wait_s": "WORKER_SHUTDOWN_WAIT",
     "health_check_interval_s": "WORKER_HEALTH_CHECK_INTERVAL",
+    "liveness_ttl_s": "WORKER_LIVENESS_TTL",
     "progress_interval_s": "PROGRESS_INTERVAL",
     "result_ttl_s": "RESULT_TTL",
     "history_ttl_s": "HISTORY_TTL",
     "upload_timeout_s": "UPLOAD_TIMEOUT",
     "header_timeout_s": "HEADER_TIMEOUT",
+    "redis_pool_timeout_s": "REDIS_POOL_TIMEOUT",
 }
 _DEFAULTS = Settings()
 

@@ -1,4 +1,5 @@
-"""Fixtures: real Redis-compatible servers, per-test namespaces, and burst workers.
+"""Fixtures: real Redis-compatible servers, per-test namespaces, test clients of the app
+(`make_client`, `client`) and `docpulse web` as a process; the helpers live in tests/helpers/.
 
 Every test that crosses Redis runs against an embedded valkey-server started here on a free port,
 and also against TEST_REDIS_URL when it is set (CI sets the machine's Redis 7). Each test gets its
@@ -12,18 +13,19 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from docpulse.embedded import EmbeddedRedis
-from docpulse.events import JobEvent, decode_event
+from app.main import create_app
+from cli.embedded import EmbeddedRedis
 from docpulse.settings import Settings
-from workers.stages.embed import Embedder
-from workers.worker import DocpulseWorker as Worker
-from workers.worker import create_worker
+from tests.helpers.browser import launched
+from tests.helpers.processes import web_running
+from tests.helpers.redistools import Listener
+from tests.helpers.webtools import AppClient, MakeClient, keyed
 
 E2E_TIMEOUT_S = 20
 
@@ -85,61 +87,21 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def run_burst(settings: Settings, *, embedder: Embedder | None = None, **kw: Any) -> None:
-    """Run a real arq worker until the queue is empty."""
-    worker = create_worker(
-        settings, embedder=embedder, burst=True, poll_delay=0.05, handle_signals=False, **kw
-    )
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient) -> MakeClient:
+    """Test clients of `create_app(keyed(settings, **changes))`, closed after the test."""
+
+    async def make(settings: Settings, **changes: Any) -> AppClient:
+        return await aiohttp_client(create_app(keyed(settings, **changes)))
+
+    return make
 
 
-def start_worker(
-    settings: Settings, *, embedder: Embedder | None = None, **kw: Any
-) -> tuple[Worker, asyncio.Task[None]]:
-    """A real arq worker running in a task of the test (stop it with `await worker.close()`)."""
-    worker = create_worker(settings, embedder=embedder, handle_signals=False, poll_delay=0.05, **kw)
-    return worker, asyncio.create_task(worker.async_run())
-
-
-class Listener:
-    """A plain Pub/Sub subscriber on raw channels, as `redis-cli SUBSCRIBE` would be."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self.raw: list[bytes] = []
-        self.channels: list[str] = []
-
-    async def subscribe(self, *channels: str) -> None:
-        await self._pubsub.subscribe(*channels)
-
-    @property
-    def events(self) -> list[JobEvent]:
-        return [decode_event(raw) for raw in self.raw]
-
-    async def drain(self) -> list[JobEvent]:
-        """Take every message already delivered to this connection."""
-        while (message := await self._pubsub.get_message(timeout=0.05)) is not None:
-            self._keep(message)
-        return self.events
-
-    def _keep(self, message: dict[str, Any]) -> None:
-        self.raw.append(message["data"])
-        self.channels.append(message["channel"].decode())
-
-    async def until(self, done: Any, timeout: float = 15.0) -> list[JobEvent]:
-        """Read messages until `done(events)` holds."""
-        async with asyncio.timeout(timeout):
-            while not done(self.events):
-                message = await self._pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._keep(message)
-        return self.events
-
-    async def close(self) -> None:
-        await self._pubsub.aclose()
+@pytest.fixture
+async def client(make_client: MakeClient, settings: Settings) -> AppClient:
+    """A test client of the app on the test's settings, with the test secret; a module whose
+    tests need other settings overrides it with its own `client` on `make_client(...)`."""
+    return await make_client(settings)
 
 
 @pytest.fixture
@@ -149,5 +111,16 @@ async def listener(redis: Redis) -> AsyncIterator[Listener]:
     await listening.close()
 
 
-def with_settings(settings: Settings, **changes: Any) -> Settings:
-    return replace(settings, **changes)
+@pytest.fixture
+async def web_process(settings: Settings) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`docpulse web` as a real process on the test's settings, once it is ready: its URL."""
+    async with web_running(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """The machine's Chromium, headless (tests/helpers/browser.py `launched`); the test skips
+    where there is none."""
+    async with launched() as chromium:
+        yield chromium

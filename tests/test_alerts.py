@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -14,8 +13,9 @@ from prometheus_client import REGISTRY
 import app.metrics  # noqa: F401
 import docpulse.metrics  # noqa: F401
 import workers.metrics  # noqa: F401
+from tests.helpers.paths import ROOT
 
-RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+RULES = ROOT / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not found: apt-get install prometheus enables these tests"

@@ -6,29 +6,16 @@ import time
 
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from app.auth import issue_token
 from app.main import create_app, web_settings
 from docpulse.settings import Settings, SettingsError
-from tests.webtools import SECRET, bearer, keyed
+from tests.helpers.webtools import SECRET, AppClient, bearer, expiring_in, signed
+
+UNSIGNED = signed({"sub": "acme", "exp": expiring_in(60)}, key="", algorithm="none")  # alg none
 
 
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(keyed(settings)))
-
-
-def _token(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> str:
-    return jwt.encode(claims, key, algorithm=alg)
-
-
-def _alg_none(tenant: str) -> str:
-    return jwt.encode({"sub": tenant, "exp": int(time.time()) + 60}, None, algorithm="none")
-
-
-async def test_a_valid_token_names_the_tenant(client: TestClient) -> None:
+async def test_a_valid_token_names_the_tenant(client: AppClient) -> None:
     resp = await client.get("/api/documents", headers=bearer("acme"))
     assert resp.status == 200
     assert (await resp.json())["documents"] == []
@@ -41,16 +28,16 @@ async def test_a_valid_token_names_the_tenant(client: TestClient) -> None:
         ("Token abc", "malformed"),
         ("Bearer ", "malformed"),
         ("Bearer not.a.jwt", "invalid"),
-        (f"Bearer {_token({'sub': 'acme', 'exp': int(time.time()) - 10})}", "expired"),
-        (f"Bearer {_token({'sub': 'acme', 'exp': 2**40}, key='x' * 40)}", "invalid"),
-        (f"Bearer {_alg_none('acme')}", "invalid"),
-        (f"Bearer {_token({'sub': 'acme'})}", "invalid"),  # no exp
-        (f"Bearer {_token({'exp': 2**40})}", "invalid"),  # no sub
-        (f"Bearer {_token({'sub': 'a.b', 'exp': 2**40})}", "invalid"),  # not a tenant id
+        (f"Bearer {signed({'sub': 'acme', 'exp': expiring_in(-10)})}", "expired"),
+        (f"Bearer {signed({'sub': 'acme', 'exp': 2**40}, key='x' * 40)}", "invalid"),
+        (f"Bearer {UNSIGNED}", "invalid"),
+        (f"Bearer {signed({'sub': 'acme'})}", "invalid"),  # no exp
+        (f"Bearer {signed({'exp': 2**40})}", "invalid"),  # no sub
+        (f"Bearer {signed({'sub': 'a.b', 'exp': 2**40})}", "invalid"),  # not a tenant id
     ],
 )
 async def test_bad_tokens_are_a_json_401(
-    client: TestClient, authorization: str | None, why: str
+    client: AppClient, authorization: str | None, why: str
 ) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
     resp = await client.get("/api/documents", headers=headers)

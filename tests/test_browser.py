@@ -1,7 +1,8 @@
 """The dashboard in the machine's Chromium (Playwright, no browser download), against the real
 app on a free port and the Procfile's worker: uploads, a dropped socket, the polling fallback,
-tenants, a hostile file name, and screenshots (tests/artifacts/; UPDATE_SCREENSHOT=1 also
-refreshes docs/dashboard.png for the README)."""
+an unreachable server, the reconnect policy, tenants, a hostile file name, long unbroken words at
+phone width, and screenshots (tests/artifacts/; UPDATE_SCREENSHOT=1 also refreshes
+docs/dashboard.png for the README)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,27 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
+from aiohttp import web
 
-from app.appkeys import SOCKETS
+from app.appkeys import RECORDS, REDIS, SOCKETS
+from docpulse.bus import EventBus
+from docpulse.events import JobEvent, Phase, make_event
+from docpulse.reconnect import POLICY, ReconnectPolicy
 from docpulse.settings import Settings
-from tests.browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium, served, sign_in, worker
-from tests.webtools import bearer, eventually
+from tests.helpers.browser import ARTIFACTS, new_page, served, sign_in, worker
+from tests.helpers.paths import DATA, ROOT
+from tests.helpers.webtools import bearer, eventually
 
 playwright = pytest.importorskip("playwright.async_api", reason="pip install -e '.[test]'")
 expect = playwright.expect
 pytestmark = pytest.mark.e2e
 
-DATA = ROOT / "tests" / "data"
+
 STAGES = ("parse", "chunk", "embed")
 XSS = "<img src=x onerror=alert(1)>.md"
 # the indicator's states, as they change (a MutationObserver installed before the page's scripts)
@@ -36,26 +42,9 @@ new MutationObserver(() => {
 """
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    path = chromium()
-    async with playwright.async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
-async def new_page(browser: Any, width: int = 1280, height: int = 800) -> tuple[Any, list[str]]:
-    context = await browser.new_context(viewport={"width": width, "height": height})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
-    page.on(
-        "console",
-        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
-    )
-    return page, errors
+def open_sockets(app: web.Application) -> list[web.WebSocketResponse]:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    return list(sockets)
 
 
 async def all_done(page: Any, filename: str) -> None:
@@ -129,7 +118,7 @@ async def test_a_dropped_socket_reconnects_and_ends_like_the_rest_api(
         await page.locator(
             '.doc .stage[data-state="running"], .doc[data-state="done"]'
         ).first.wait_for()
-        sockets = list(app[SOCKETS])
+        sockets = open_sockets(app)
         assert sockets
         # 1011 (try again), not 1001: after a restart's 1001 the first retry waits up to 16 s
         await asyncio.gather(*(ws.close(code=1011, message=b"test") for ws in sockets))
@@ -154,7 +143,7 @@ async def test_offline_then_online_again_reconnects_at_once(
         conn = page.locator("#conn")
         await expect(conn).to_have_attribute("data-state", "live")
         await page.context.set_offline(True)
-        await asyncio.gather(*(ws.close(code=1001, message=b"test") for ws in list(app[SOCKETS])))
+        await asyncio.gather(*(ws.close(code=1001, message=b"test") for ws in open_sockets(app)))
         await expect(conn).to_have_attribute("data-state", "offline")
         await page.context.set_offline(False)
         await expect(conn).to_have_attribute("data-state", "live")
@@ -173,9 +162,12 @@ async def test_a_resync_reloads_the_snapshot_and_a_seq_gap_resumes_with_since(
         def relay(ws: Any) -> None:  # pass frames through, keeping what the server sent
             frames: list[dict[str, Any]] = []
             server = ws.connect_to_server()
-            server.on_message(
-                lambda message: (frames.append(json.loads(message)), ws.send(message))
-            )
+
+            def keep(message: str) -> None:
+                frames.append(json.loads(message))
+                ws.send(message)
+
+            server.on_message(keep)
             sockets.append((ws, frames))
 
         await page.route_web_socket("**/ws*", relay)
@@ -256,6 +248,61 @@ async def test_the_page_goes_back_to_live_when_the_socket_connects_again(
         await eventually(lambda: not app[SOCKETS])
         await page.goto(f"{base}/")
         await page.wait_for_url(f"{base}/signin")
+        assert errors == []
+
+
+async def test_the_indicator_says_offline_while_the_server_cannot_be_reached_then_recovers(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (app, base), worker(settings):
+        page, errors = await new_page(browser)
+        await page.add_init_script(RECORD_STATES)
+        down = False
+
+        async def api(route: Any) -> None:  # the server, or nothing at its address
+            await (route.abort("connectionrefused") if down else route.continue_())
+
+        failed_polls: list[str] = []
+        page.on(
+            "requestfailed", lambda r: failed_polls.append(r.url) if "/api/jobs" in r.url else None
+        )
+        await page.route("**/api/**", api)
+        await sign_in(page, base, "acme")
+        conn = page.locator("#conn")
+        await expect(conn).to_have_attribute("data-state", "live")
+        down = True
+        before = await page.evaluate("window.__states.length")
+        await asyncio.gather(*(ws.close(code=1011, message=b"test") for ws in open_sockets(app)))
+        await expect(conn).to_have_attribute("data-state", "offline")
+        await expect(conn).to_contain_text("offline")
+        await eventually(lambda: len(failed_polls) >= 2, timeout=10)  # it fell back to polling
+        await expect(conn).to_have_attribute("data-state", "offline")
+        states = await page.evaluate(f"window.__states.slice({before})")
+        assert "polling" not in states, states  # never "polling" while no poll gets an answer
+        down = False
+        await page.wait_for_function("() => ['polling', 'live'].includes(window.__states.at(-1))")
+        await upload_elsewhere(base, "acme", "after-the-outage.md")
+        await all_done(page, "after-the-outage.md")  # the answers reach the page again
+        assert errors == []
+
+
+async def test_the_browser_backs_off_by_the_policy_the_cli_follows(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (_, base):
+        page, errors = await new_page(browser)
+        await sign_in(page, base, "acme")
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        policy, caps_ms = await page.evaluate(
+            """async () => {
+              const live = await import("/static/js/live.js");
+              const policy = live.pagePolicy();
+              const top = (a) => live.reconnectDelay(policy, a, () => 1);
+              return [policy, [...Array(10).keys()].map(top)];
+            }"""
+        )
+        assert msgspec.convert(policy, ReconnectPolicy) == POLICY
+        assert caps_ms == [POLICY.delay(a, rand=lambda: 1.0) * 1000 for a in range(10)]
         assert errors == []
 
 
@@ -344,4 +391,70 @@ async def test_screenshots_at_desktop_and_phone_width(browser: Any, settings: Se
         )
         if os.environ.get("UPDATE_SCREENSHOT") == "1":
             shutil.copyfile(desktop, ROOT / "docs" / "dashboard.png")
+        assert errors == []
+
+
+LONG = "x" * 180  # one unbroken word, far wider than a phone
+# the innermost elements that stick out past the viewport's right edge, to name them on failure
+STICKING_OUT = """() => [...document.querySelectorAll("body *")]
+  .map(e => [e, e.getBoundingClientRect()])
+  .map(([e, box]) => [e, box.left + Math.max(e.scrollWidth, box.width)])
+  .filter(([e, right]) => right > innerWidth + 0.5)
+  .map(([e, right]) => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(right)}`)"""
+
+
+async def a_failed_document_with_long_words(app: web.Application, settings: Settings) -> int:
+    """A failed document whose file name, job note and error are each one long unbroken word."""
+    records = app[RECORDS]
+    doc, job = await records.create_document(
+        "acme", filename=f"{LONG}.md", content_type="text/markdown", content=b"# words"
+    )
+
+    def event(phase: Phase, **extra: str) -> JobEvent:
+        return make_event(
+            "parse", phase, tenant_id="acme", document_id=doc.document_id, job_id=job.job_id,
+            progress=0, **extra,
+        )  # fmt: skip
+
+    bus = EventBus.from_settings(app[REDIS], settings)
+    for ev in (event("started", note=f"note-{LONG}"), event("failed", error=LONG)):
+        await bus.publish_event("acme.jobs", ev)
+    await records.end_job(
+        "acme",
+        job.job_id,
+        document=(doc.document_id, {"state": "failed", "error": f"parse: {LONG}"}),
+        state="failed",
+        error=LONG,
+    )
+    return doc.document_id
+
+
+async def test_long_unbroken_words_do_not_widen_the_pages_at_phone_width(
+    browser: Any, settings: Settings
+) -> None:
+    async with served(settings) as (app, base):
+        document_id = await a_failed_document_with_long_words(app, settings)
+        page, errors = await new_page(browser, 390, 844)
+        await sign_in(page, base, "acme")
+        row = page.locator(".doc", has_text=LONG)
+        await expect(row).to_have_attribute("data-state", "failed")
+        await expect(row.locator(".stage[data-state=failed] .error")).to_contain_text(LONG)
+        refused = {"name": f"{LONG}.png", "mimeType": "image/png", "buffer": b"\x89PNG"}
+        await page.locator("#file-input").set_input_files(
+            [refused]
+        )  # the server says why, at length
+        await expect(page.locator(".upload .upload-status")).to_contain_text(
+            f"cannot read '{LONG[:50]}"
+        )
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (width, await page.evaluate(STICKING_OUT))
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "long-words-390.png"), full_page=True)
+        await page.goto(f"{base}/documents/{document_id}")
+        await expect(page.locator("#history")).to_contain_text(f"note-{LONG}")
+        await expect(page.locator("#history")).to_contain_text(f"job {document_id}")
+        await expect(page.locator("#stages .stage[data-state=failed] .error")).to_contain_text(LONG)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (width, await page.evaluate(STICKING_OUT))
+        await page.screenshot(path=str(ARTIFACTS / "long-words-document-390.png"), full_page=True)
         assert errors == []

@@ -10,14 +10,14 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from cli.embedded import EmbeddedRedis, free_port
 from docpulse.bus import EventBus
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis, free_port
 from docpulse.events import JobEvent, encode_event, make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
 from docpulse.tenants import InvalidTenant
-from tests.conftest import Listener
+from tests.helpers.redistools import Listener
 
 
 def event(tenant: str = "acme", progress: int = 10) -> JobEvent:

@@ -8,32 +8,15 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
+from cli.embedded import free_port
 from docpulse.settings import Settings
+from tests.helpers.paths import DATA
+from tests.helpers.processes import docpulse, env_for, procfile_line
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data"
 pytestmark = pytest.mark.e2e
-
-
-def procfile_line(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"the Procfile has no {name}: line")
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "REDIS_URL": settings.redis_url,
-        "DOCPULSE_NAMESPACE": settings.namespace,
-        "WORKER_HEALTH_CHECK_INTERVAL": "1",
-    }
 
 
 @pytest.fixture
@@ -47,17 +30,6 @@ async def worker_process(settings: Settings) -> AsyncIterator[asyncio.subprocess
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             await process.wait()
-
-
-async def docpulse(settings: Settings, *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "docpulse", *args, env=env_for(settings),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    async with asyncio.timeout(18):
-        out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
 
 
 async def test_submit_follow_with_the_procfile_worker_shows_all_stages_done(
@@ -102,8 +74,9 @@ async def test_worker_check_fails_when_no_worker_runs(settings: Settings) -> Non
 
 async def test_dev_starts_an_embedded_server_and_a_worker_and_stops_both_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PORT"] = str(free_port())  # dev waits for its web process: never the shared 8000
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "docpulse", "dev", env=env,
+        sys.executable, "-m", "cli", "dev", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
@@ -112,9 +85,9 @@ async def test_dev_starts_an_embedded_server_and_a_worker_and_stops_both_on_ctrl
         while not any("Ctrl-C stops everything" in line for line in lines):
             lines.append((await process.stdout.readline()).decode())
     started = "".join(lines)
-    server_pid = int(
-        re.search(r"valkey-server at redis://127\.0\.0\.1:\d+/0 \(pid (\d+)\)", started)[1]
-    )  # type: ignore[index]
+    found = re.search(r"valkey-server at redis://127\.0\.0\.1:\d+/0 \(pid (\d+)\)", started)
+    assert found is not None, started
+    server_pid = int(found[1])
     assert "redis://127.0.0.1:6379" not in started
     process.send_signal(signal.SIGINT)
     async with asyncio.timeout(15):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-import os
 import re
 import signal
 import subprocess
@@ -21,17 +19,18 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 from rich.console import Console
 
-from app import shutdown
-from app.client import submit_over_http
 from app.main import create_app
+from app.relay import shutdown
 from app.upload import Upload
-from docpulse.cli import main
-from docpulse.embedded import free_port
-from docpulse.follow import RECORD_CHECK_INTERVAL_S
+from cli.client import submit_over_http
+from cli.embedded import free_port
+from cli.follow import RECORD_CHECK_INTERVAL_S
+from cli.main import main
 from docpulse.settings import Settings
-from tests.conftest import run_burst
-from tests.test_cli import DATA, env_for, procfile_line
-from tests.webtools import SECRET, bearer, eventually, keyed
+from tests.helpers.jobs import run_burst
+from tests.helpers.paths import DATA
+from tests.helpers.processes import env_for, procfile_line, stop, web_env
+from tests.helpers.webtools import SECRET, bearer, eventually, keyed, tenant_token
 
 
 def test_token_prints_a_token_for_the_tenant(
@@ -52,16 +51,6 @@ def test_token_needs_a_secret_key(
     assert "SECRET_KEY" in capsys.readouterr().err
 
 
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DOCPULSE_DEV")}
-    return {
-        **env,
-        "REDIS_URL": settings.redis_url,
-        "DOCPULSE_NAMESPACE": settings.namespace,
-        **extra,
-    }
-
-
 def _get(url: str) -> int:
     with urllib.request.urlopen(url, timeout=2) as resp:
         status: int = resp.status
@@ -69,8 +58,8 @@ def _get(url: str) -> int:
 
 
 def test_web_refuses_to_start_without_a_secret_key(settings: Settings) -> None:
-    args = [sys.executable, "-m", "docpulse", "web", "--port", str(free_port())]
-    done = subprocess.run(args, env=_env(settings), capture_output=True, text=True, timeout=20)
+    args = [sys.executable, "-m", "cli", "web", "--port", str(free_port())]
+    done = subprocess.run(args, env=web_env(settings), capture_output=True, text=True, timeout=20)
     assert done.returncode == 2
     assert "SECRET_KEY" in done.stdout + done.stderr
 
@@ -79,8 +68,8 @@ def test_web_refuses_to_start_without_a_secret_key(settings: Settings) -> None:
 @pytest.mark.timeout(20)
 def test_web_serves_until_sigterm(settings: Settings) -> None:
     port = free_port()
-    args = [sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(args, env=_env(settings, SECRET_KEY=SECRET))
+    args = [sys.executable, "-m", "cli", "web", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(args, env=web_env(settings, SECRET_KEY=SECRET))
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -104,7 +93,7 @@ def test_web_serves_until_sigterm(settings: Settings) -> None:
 
 async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "docpulse", *args, env=env,
+        sys.executable, "-m", "cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     async with asyncio.timeout(15):
@@ -113,49 +102,9 @@ async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            await process.wait()
-
-
 @pytest.fixture
 async def web_url(web_process: tuple[str, asyncio.subprocess.Process]) -> str:
     return web_process[0]
-
-
-@contextlib.asynccontextmanager
-async def web_running(
-    settings: Settings, **env: str
-) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """`docpulse web` as a real process (with `env` on top of the test's), once it is ready."""
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port),
-        env=_env(settings, SECRET_KEY=SECRET, **env), stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(10), aiohttp.ClientSession() as session:
-            while True:
-                assert process.returncode is None, "the web process exited"
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{url}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.05)
-        yield url, process
-    finally:
-        await _stop(process)
-
-
-@pytest.fixture
-async def web_process(
-    settings: Settings,
-) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    async with web_running(settings) as running:
-        yield running
 
 
 @pytest.fixture
@@ -167,7 +116,7 @@ async def procfile_worker(settings: Settings) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await _stop(process)
+        await stop(process)
 
 
 async def _submit_url(settings: Settings, url: str, name: str, *extra: str) -> tuple[int, str]:
@@ -220,7 +169,7 @@ async def test_submit_url_exits_2_on_bad_input_with_the_server_s_message(
     assert "GET /ws: 401" in out
 
 
-# --- app.client in-process: what the processes above cannot easily show ------------------------
+# --- cli.client in-process: what the processes above cannot easily show ------------------------
 
 
 async def test_when_the_socket_drops_the_document_record_decides(
@@ -228,7 +177,7 @@ async def test_when_the_socket_drops_the_document_record_decides(
 ) -> None:
     app = create_app(keyed(settings))
     server = await aiohttp_server(app)
-    token = bearer("acme")["Authorization"].removeprefix("Bearer ")
+    token = tenant_token("acme")
     upload = Upload("notes.md", "text/markdown", (DATA / "notes.md").read_bytes())
     shown = io.StringIO()
     following = asyncio.create_task(
@@ -255,7 +204,7 @@ async def test_when_the_socket_drops_the_document_record_decides(
 async def test_a_token_of_another_tenant_is_refused_before_any_request(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = bearer("globex")["Authorization"].removeprefix("Bearer ")
+    token = tenant_token("globex")
     upload = Upload("notes.md", "text/markdown", b"# hi")
     shown = io.StringIO()
     code = await submit_over_http(
@@ -311,7 +260,7 @@ class FakeApi:
 async def test_a_resync_frame_reads_the_record_at_once(aiohttp_server: AiohttpServer) -> None:
     fake = FakeApi()
     server = await aiohttp_server(fake.app)
-    token = bearer("acme")["Authorization"].removeprefix("Bearer ")
+    token = tenant_token("acme")
     upload = Upload("notes.md", "text/markdown", b"# hi")
     shown = io.StringIO()
     # without the resync the second read would come RECORD_CHECK_INTERVAL_S (2 s) later

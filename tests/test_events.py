@@ -86,4 +86,4 @@ def test_events_are_immutable() -> None:
         tenant_id="acme", ts=datetime.now(UTC),
     )  # fmt: skip
     with pytest.raises(AttributeError):
-        event.progress = 5  # type: ignore[misc]
+        event.progress = 5  # type: ignore[misc]  # frozen: the very error this test expects

@@ -5,35 +5,29 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prometheus_client import REGISTRY
-from pytest_aiohttp import AiohttpClient
 
-from app.main import create_app
-from docpulse.embedded import free_port
+from cli.embedded import free_port
 from docpulse.settings import Settings
-from tests.webtools import bearer, keyed
+from tests.helpers.webtools import AppClient, MakeClient, bearer
 
 
-async def test_live_and_ready_with_redis(aiohttp_client: AiohttpClient, settings: Settings) -> None:
-    client = await aiohttp_client(create_app(keyed(settings)))
+async def test_live_and_ready_with_redis(client: AppClient) -> None:
     assert (await client.get("/livez")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert (await resp.json()) == {"status": "ready"}
 
 
-async def test_not_ready_without_redis(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+async def test_not_ready_without_redis(make_client: MakeClient, settings: Settings) -> None:
     nowhere = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    client = await aiohttp_client(create_app(keyed(nowhere)))
+    client = await make_client(nowhere)
     assert (await client.get("/livez")).status == 200
     resp = await client.get("/readyz")
     assert resp.status == 503
     assert (await resp.json())["error"]["code"] == "events_unavailable"
 
 
-async def test_metrics_label_routes_by_template(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
-    client = await aiohttp_client(create_app(keyed(settings)))
+async def test_metrics_label_routes_by_template(client: AppClient) -> None:
     labels = {"method": "GET", "route": "/api/documents/{id}", "status": "404"}
     name = "docpulse_http_request_duration_seconds_count"
     before = REGISTRY.get_sample_value(name, labels) or 0.0

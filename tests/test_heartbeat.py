@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient
+from aiohttp import WSMsgType
 from prometheus_client import REGISTRY
-from pytest_aiohttp import AiohttpClient
 
-from app import hub
 from app.appkeys import HUB
-from app.main import create_app
+from app.relay import hub
 from docpulse.settings import Settings
-from tests.webtools import bearer, eventually, keyed, ready
+from tests.helpers.webtools import AppClient, MakeClient, bearer, eventually, ready
 
 TIMEOUTS = "docpulse_ws_heartbeat_timeouts_total"
-Client = TestClient[web.Request, web.Application]
 
 
 async def served(
-    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, every: float
-) -> Client:
+    make_client: MakeClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, every: float
+) -> AppClient:
     monkeypatch.setattr(hub, "HEARTBEAT_S", every)
-    return await aiohttp_client(create_app(keyed(settings)))
+    return await make_client(settings)
 
 
-async def connect(client: Client) -> aiohttp.ClientWebSocketResponse:
+async def connect(client: AppClient) -> aiohttp.ClientWebSocketResponse:
     """A socket whose pings the test answers (or not) by hand."""
     ws = await client.ws_connect("/ws", headers=bearer("acme"), autoping=False)
     await ready(ws)
@@ -34,9 +30,9 @@ async def connect(client: Client) -> aiohttp.ClientWebSocketResponse:
 
 
 async def test_a_peer_that_answers_no_ping_is_dropped(
-    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    make_client: MakeClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = await served(aiohttp_client, settings, monkeypatch, every=0.05)
+    client = await served(make_client, settings, monkeypatch, every=0.05)
     before = REGISTRY.get_sample_value(TIMEOUTS) or 0.0
     ws = await connect(client)
     assert (await ws.receive(timeout=10)).type is WSMsgType.PING
@@ -48,9 +44,9 @@ async def test_a_peer_that_answers_no_ping_is_dropped(
 
 
 async def test_a_peer_that_answers_pings_keeps_its_socket(
-    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    make_client: MakeClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = await served(aiohttp_client, settings, monkeypatch, every=3600)  # rounds by hand
+    client = await served(make_client, settings, monkeypatch, every=3600)  # rounds by hand
     ws = await connect(client)
     for _ in range(3):  # each round checks the answer to the one before
         await client.app[HUB].beat()
@@ -64,9 +60,9 @@ async def test_a_peer_that_answers_pings_keeps_its_socket(
 
 
 async def test_the_peer_s_protocol_pings_are_answered(
-    aiohttp_client: AiohttpClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    make_client: MakeClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = await served(aiohttp_client, settings, monkeypatch, every=3600)
+    client = await served(make_client, settings, monkeypatch, every=3600)
     ws = await connect(client)
     await ws.ping(b"are you there")
     msg = await ws.receive(timeout=10)

@@ -8,14 +8,14 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from cli.embedded import EmbeddedRedis
 from docpulse.bus import EventBus
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis
 from docpulse.events import JobEvent, Phase, make_event
 from docpulse.keys import Keys
 from docpulse.outbox import Outbox
 from docpulse.settings import Settings
-from tests.conftest import Listener
+from tests.helpers.redistools import Listener
 
 
 def event(phase: Phase = "progress", progress: int = 10, tenant: str = "acme") -> JobEvent:
@@ -90,7 +90,10 @@ async def test_a_full_outbox_drops_progress_first_and_flushes_the_rest_in_order(
         bus = EventBus(client, Keys(""), outbox_size=3)
         dropped = REGISTRY.get_sample_value("docpulse_outbox_dropped_total", {"phase": "progress"})
         server.kill()
-        for phase, progress in [("started", 0), ("progress", 1), ("progress", 2), ("progress", 3)]:
+        phases: list[tuple[Phase, int]] = [
+            ("started", 0), ("progress", 1), ("progress", 2), ("progress", 3),
+        ]  # fmt: skip
+        for phase, progress in phases:
             assert not await bus.publish_event("acme.jobs", event(phase, progress))
         assert not await bus.publish_event("acme.jobs", event("done", 100))
         server.restart()

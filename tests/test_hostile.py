@@ -11,27 +11,32 @@ import base64
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
-import jwt
 import pytest
-from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from app.main import create_app
 from app.session import COOKIE, issue_session
 from docpulse.bus import EventBus
 from docpulse.events import make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.webtools import SECRET, bearer, keyed, ready, receive_until
+from tests.helpers.webtools import (
+    ACME,
+    GLOBEX,
+    SECRET,
+    AppClient,
+    MakeClient,
+    authorization,
+    eventually,
+    expiring_in,
+    ready,
+    receive_until,
+    signed,
+)
 
-ACME = bearer("acme")
-GLOBEX = bearer("globex")
 WS_HANDSHAKE = {
     "Upgrade": "websocket",
     "Connection": "Upgrade",
@@ -41,8 +46,8 @@ WS_HANDSHAKE = {
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(keyed(settings, allowed_origins="https://app.example")))
+async def client(make_client: MakeClient, settings: Settings) -> AppClient:
+    return await make_client(settings, allowed_origins="https://app.example")
 
 
 def counted(name: str, reason: str) -> float:
@@ -53,7 +58,7 @@ def refusals(reason: str) -> float:
     return counted("docpulse_auth_refused_total", reason)
 
 
-async def refused(client: TestClient, path: str, headers: dict[str, str] | None = None) -> int:
+async def refused(client: AppClient, path: str, headers: dict[str, str] | None = None) -> int:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await client.ws_connect(path, headers=headers)
     return caught.value.status
@@ -66,7 +71,7 @@ async def answer(resp: aiohttp.ClientResponse) -> tuple[int, str, bytes]:
 # --- another tenant's ids ---------------------------------------------------------------------
 
 
-async def test_another_tenants_ids_answer_exactly_like_missing_ones(client: TestClient) -> None:
+async def test_another_tenants_ids_answer_exactly_like_missing_ones(client: AppClient) -> None:
     resp = await client.post("/api/documents?filename=a.md", data=b"# secret", headers=ACME)
     assert resp.status == 202
     created = await resp.json()
@@ -103,11 +108,11 @@ def _flip(text: str, index: int) -> str:
 
 
 def _future() -> int:
-    return int(time.time()) + 300
+    return expiring_in(300)
 
 
 def _good() -> str:
-    return jwt.encode({"sub": "acme", "exp": _future()}, SECRET, algorithm="HS256")
+    return signed({"sub": "acme", "exp": _future()})
 
 
 def _payload_flipped() -> str:
@@ -137,21 +142,17 @@ def _hs512() -> str:  # our key, another algorithm (by hand: PyJWT warns of the 
     return f"{signing_input}.{_b64(mac)}"
 
 
-def _signed(claims: dict[str, object], key: str = SECRET) -> str:
-    return jwt.encode(claims, key, algorithm="HS256")
-
-
 FORGED: list[tuple[str, Callable[[], str], str]] = [
     ("payload char flipped", _payload_flipped, "invalid"),
     ("payload swapped for another tenant", _payload_rewritten, "invalid"),
     ("signature char flipped", _signature_flipped, "invalid"),
     ("alg none", _alg_none, "invalid"),
-    ("another key", lambda: _signed({"sub": "acme", "exp": _future()}, key="k" * 40), "invalid"),
+    ("another key", lambda: signed({"sub": "acme", "exp": _future()}, key="k" * 40), "invalid"),
     ("HS512", _hs512, "invalid"),
-    ("sub not a tenant", lambda: _signed({"sub": "acme.*", "exp": _future()}), "invalid"),
-    ("sub not a string", lambda: _signed({"sub": 7, "exp": _future()}), "invalid"),
-    ("no exp", lambda: _signed({"sub": "acme"}), "invalid"),
-    ("expired", lambda: _signed({"sub": "acme", "exp": int(time.time()) - 5}), "expired"),
+    ("sub not a tenant", lambda: signed({"sub": "acme.*", "exp": _future()}), "invalid"),
+    ("sub not a string", lambda: signed({"sub": 7, "exp": _future()}), "invalid"),
+    ("no exp", lambda: signed({"sub": "acme"}), "invalid"),
+    ("expired", lambda: signed({"sub": "acme", "exp": expiring_in(-5)}), "expired"),
     ("a session", lambda: issue_session(SECRET, "acme"), "invalid"),
     ("not a JWT", lambda: "x" * 40, "invalid"),
 ]
@@ -159,9 +160,9 @@ FORGED: list[tuple[str, Callable[[], str], str]] = [
 
 @pytest.mark.parametrize(("token", "reason"), [f[1:] for f in FORGED], ids=[f[0] for f in FORGED])
 async def test_forged_tokens_are_refused_and_counted(
-    client: TestClient, token: Callable[[], str], reason: str
+    client: AppClient, token: Callable[[], str], reason: str
 ) -> None:
-    headers = {"Authorization": f"Bearer {token()}"}
+    headers = authorization(token())
     before, ws_before = refusals(reason), counted("docpulse_ws_refused_total", "auth")
     resp = await client.get("/api/documents", headers=headers)
     assert resp.status == 401
@@ -176,7 +177,7 @@ async def test_forged_tokens_are_refused_and_counted(
     [({}, "missing"), ({"Authorization": "Basic YWNtZTo="}, "malformed")],
 )
 async def test_missing_and_malformed_headers_are_counted(
-    client: TestClient, headers: dict[str, str], reason: str
+    client: AppClient, headers: dict[str, str], reason: str
 ) -> None:
     before = refusals(reason)
     assert (await client.post("/api/ws-tickets", headers=headers)).status == 401
@@ -186,13 +187,13 @@ async def test_missing_and_malformed_headers_are_counted(
 # --- tickets ------------------------------------------------------------------------------------
 
 
-async def ticket_for(client: TestClient, headers: dict[str, str]) -> str:
+async def ticket_for(client: AppClient, headers: Mapping[str, str]) -> str:
     resp = await client.post("/api/ws-tickets", headers=headers)
     assert resp.status == 201
     return str((await resp.json())["ticket"])
 
 
-async def test_a_ticket_is_single_use_and_unknown_ones_are_refused(client: TestClient) -> None:
+async def test_a_ticket_is_single_use_and_unknown_ones_are_refused(client: AppClient) -> None:
     ticket = await ticket_for(client, ACME)
     ws = await client.ws_connect("/ws", params={"ticket": ticket})
     await ready(ws)
@@ -205,26 +206,28 @@ async def test_a_ticket_is_single_use_and_unknown_ones_are_refused(client: TestC
 
 
 async def test_an_expired_ticket_is_refused(
-    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis
+    make_client: MakeClient, settings: Settings, redis: Redis
 ) -> None:
-    client = await aiohttp_client(create_app(keyed(settings, ws_ticket_ttl=1)))
+    client = await make_client(settings, ws_ticket_ttl=1)
     ticket = await ticket_for(client, ACME)
     key = f"{settings.namespace}dp:ws-ticket:{ticket}"
     assert await redis.ttl(key) == 1
-    async with asyncio.timeout(5):  # Redis expires it; TTL answers -2 once the key is gone
-        while await redis.ttl(key) != -2:
-            await asyncio.sleep(0.05)
+
+    async def expired() -> bool:  # TTL answers -2 once the key is gone
+        return int(await redis.ttl(key)) == -2
+
+    await eventually(expired, what="Redis expires the ticket")
     before = refusals("ticket")
     assert await refused(client, f"/ws?ticket={ticket}") == 401
     assert refusals("ticket") == before + 1
 
 
 async def test_a_bad_header_beside_a_good_ticket_is_judged_by_the_header(
-    client: TestClient,
+    client: AppClient,
 ) -> None:
     ticket = await ticket_for(client, ACME)
     before = refusals("invalid")
-    bad = {"Authorization": f"Bearer {_alg_none()}"}
+    bad = authorization(_alg_none())
     assert await refused(client, f"/ws?ticket={ticket}", bad) == 401
     assert refusals("invalid") == before + 1
     ws = await client.ws_connect("/ws", params={"ticket": ticket})  # not spent by that attempt
@@ -232,7 +235,7 @@ async def test_a_bad_header_beside_a_good_ticket_is_judged_by_the_header(
 
 
 async def test_a_ticket_of_one_tenant_with_the_header_of_another_serves_the_header_s(
-    client: TestClient, settings: Settings, redis: Redis
+    client: AppClient, settings: Settings, redis: Redis
 ) -> None:
     ticket = await ticket_for(client, ACME)
     ws = await client.ws_connect("/ws", params={"ticket": ticket}, headers=GLOBEX)
@@ -269,7 +272,7 @@ def _lookalikes(host: str, port: int) -> list[str]:
 
 
 async def test_foreign_and_lookalike_origins_are_refused_before_the_upgrade(
-    client: TestClient,
+    client: AppClient,
 ) -> None:
     host, port = str(client.server.host), int(client.server.port or 0)
     before = counted("docpulse_ws_refused_total", "origin")
@@ -287,7 +290,7 @@ async def test_foreign_and_lookalike_origins_are_refused_before_the_upgrade(
         await ws.close()
 
 
-async def test_cookies_alone_never_open_a_socket(client: TestClient) -> None:
+async def test_cookies_alone_never_open_a_socket(client: AppClient) -> None:
     cookie = {"Cookie": f"{COOKIE}={issue_session(SECRET, 'acme')}"}
     assert (await client.get("/api/documents", headers=cookie)).status == 200  # a good session
     own = {"Origin": f"http://{client.server.host}:{client.server.port}"}
@@ -297,7 +300,7 @@ async def test_cookies_alone_never_open_a_socket(client: TestClient) -> None:
     assert refusals("missing") == before + 2
 
 
-async def test_a_cookie_post_from_a_lookalike_origin_is_refused(client: TestClient) -> None:
+async def test_a_cookie_post_from_a_lookalike_origin_is_refused(client: AppClient) -> None:
     cookie = {"Cookie": f"{COOKIE}={issue_session(SECRET, 'acme')}"}
     host, port = client.server.host, client.server.port
     for origin in (f"https://{host}:{port}", f"http://{host}:{port}.evil.com", "null", "http://[x"):
@@ -312,7 +315,7 @@ async def test_a_cookie_post_from_a_lookalike_origin_is_refused(client: TestClie
 # --- bytes no client library would send ---------------------------------------------------------
 
 
-async def raw_request(client: TestClient, head: bytes) -> tuple[int, bytes]:
+async def raw_request(client: AppClient, head: bytes) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
         writer.write(head + b"\r\nConnection: close\r\n\r\n")
@@ -335,7 +338,7 @@ async def raw_request(client: TestClient, head: bytes) -> tuple[int, bytes]:
     ],
     ids=["token", "token-utf8-cut", "scheme", "cookie"],
 )
-async def test_undecodable_credentials_are_a_json_401(client: TestClient, header: bytes) -> None:
+async def test_undecodable_credentials_are_a_json_401(client: AppClient, header: bytes) -> None:
     status, body = await raw_request(
         client, b"GET /api/documents HTTP/1.1\r\nHost: localhost\r\n" + header
     )
@@ -357,7 +360,7 @@ async def test_undecodable_credentials_are_a_json_401(client: TestClient, header
     ids=["no-boundary", "bad-part-header", "wrong-boundary", "long-boundary"],
 )
 async def test_broken_multipart_is_a_json_400(
-    client: TestClient, content_type: str, body: bytes
+    client: AppClient, content_type: str, body: bytes
 ) -> None:
     headers = {**ACME, "Content-Type": content_type}
     resp = await client.post("/api/documents", data=body, headers=headers)

@@ -7,14 +7,14 @@ import asyncio
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from app.frames import Frame
-from app.hub import Hub
+from app.relay.frames import Frame
+from app.relay.hub import Hub
 from docpulse.bus import EventBus
 from docpulse.events import make_event
 from docpulse.history import EventLog
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.webtools import eventually
+from tests.helpers.webtools import eventually
 
 
 class ListSink:

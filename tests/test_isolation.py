@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from app.main import create_app
 from docpulse.bus import EventBus
 from docpulse.events import make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.webtools import bearer, keyed, receive_until
+from tests.helpers.webtools import AppClient, MakeClient, bearer, receive_until
 
 # prefixes of each other, and the same letters in another case: a careless key or channel
 # pattern (acme*, a prefix scan, a case-folding lookup) would mix them up
@@ -22,11 +22,16 @@ TENANTS = ["a", "ac", "acme", "acme-1", "acme_1", "ACME", "acme-"]
 EVENTS = 10_000
 
 
+def frames(count: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Done once `count` frames came."""
+    return lambda received: len(received) == count
+
+
 @pytest.mark.e2e
 async def test_ten_thousand_events_reach_only_their_own_tenants_sockets(
-    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis
+    make_client: MakeClient, redis: Redis, settings: Settings
 ) -> None:
-    client = await aiohttp_client(create_app(keyed(settings, ws_queue_size=EVENTS)))
+    client = await make_client(settings, ws_queue_size=EVENTS)
     sockets: dict[str, list[aiohttp.ClientWebSocketResponse]] = {}
     for tenant in TENANTS:
         sockets[tenant] = []
@@ -45,17 +50,14 @@ async def test_ten_thousand_events_reach_only_their_own_tenants_sockets(
         await bus.publish_event(f"{tenant}.jobs", event)
     for tenant, group in sockets.items():
         for ws in group:
-            got = await receive_until(ws, lambda r, t=tenant: len(r) == len(expected[t]))
+            got = await receive_until(ws, frames(len(expected[tenant])))
             assert {e["tenant_id"] for e in got} == {tenant}
             assert [e["job_id"] for e in got] == expected[tenant]
             with pytest.raises(asyncio.TimeoutError):
                 await ws.receive(timeout=0.05)  # and nothing more
 
 
-async def test_no_rest_call_reads_another_tenants_data(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
-    client = await aiohttp_client(create_app(keyed(settings)))
+async def test_no_rest_call_reads_another_tenants_data(client: AppClient) -> None:
     ids = {}
     for tenant in ("acme", "acme-1", "ACME"):
         form = aiohttp.FormData()

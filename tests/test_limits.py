@@ -5,30 +5,26 @@ refused upload leaves nothing behind, and the other tenants do not notice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from app.appkeys import TENANT_SOCKETS
-from app.main import create_app
 from app.openapi import SPEC
 from docpulse.keys import Keys
-from docpulse.queue import create_arq_pool, submit_document
-from docpulse.quota import Caps
-from docpulse.records import Records
+from docpulse.queue import create_arq_pool
 from docpulse.settings import Settings
-from tests.conftest import run_burst, with_settings
-from tests.webtools import bearer, eventually, keyed, ready
+from store.caps import Caps
+from store.enqueue import submit_document
+from store.records import Records
+from tests.helpers.jobs import run_burst, with_settings
+from tests.helpers.webtools import ACME, GLOBEX, AppClient, MakeClient, eventually, ready
 
-ACME = bearer("acme")
-GLOBEX = bearer("globex")
 TEXT = b"# Notes\n\nA few words about documents. " * 5
 NO_CAPS = {
     "tenant_uploads_per_minute": 0,
@@ -36,21 +32,21 @@ NO_CAPS = {
     "tenant_max_stored_bytes": 0,
 }
 
-Client = Callable[..., Awaitable[TestClient]]
+Client = Callable[..., Awaitable[AppClient]]
 
 
 @pytest.fixture
-def capped(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
+def capped(make_client: MakeClient, settings: Settings) -> Client:
     """A test client of an app with the given caps (every cap not given: none)."""
 
-    async def make(**caps: Any) -> TestClient:
-        return await aiohttp_client(create_app(keyed(settings, **{**NO_CAPS, **caps})))
+    async def make(**caps: Any) -> AppClient:
+        return await make_client(settings, **{**NO_CAPS, **caps})
 
     return make
 
 
 async def upload(
-    client: TestClient, content: bytes = TEXT, headers: dict[str, str] = ACME
+    client: AppClient, content: bytes = TEXT, headers: Mapping[str, str] = ACME
 ) -> aiohttp.ClientResponse:
     resp = await client.post("/api/documents?filename=notes.md", data=content, headers=headers)
     await resp.read()
@@ -58,7 +54,7 @@ async def upload(
 
 
 async def admitted(
-    client: TestClient, content: bytes = TEXT, headers: dict[str, str] = ACME
+    client: AppClient, content: bytes = TEXT, headers: Mapping[str, str] = ACME
 ) -> int:
     resp = await upload(client, content, headers)
     assert resp.status == 202, await resp.text()
@@ -66,13 +62,14 @@ async def admitted(
 
 
 async def refused(
-    client: TestClient, code: str, content: bytes = TEXT, headers: dict[str, str] = ACME
+    client: AppClient, code: str, content: bytes = TEXT, headers: Mapping[str, str] = ACME
 ) -> dict[str, Any]:
     """Upload, expecting a 429 with `code`; the error, after checking its documented shape."""
     resp = await upload(client, content, headers)
     assert resp.status == 429, await resp.text()
     error: dict[str, Any] = (await resp.json())["error"]
-    schema = SPEC["components"]["responses"]["Capped"]["content"]["application/json"]["schema"]
+    spec: dict[str, Any] = SPEC  # mypy infers its nested values as mere Collections
+    schema = spec["components"]["responses"]["Capped"]["content"]["application/json"]["schema"]
     assert set(error) == set(schema["properties"]["error"]["required"])
     assert error["code"] == code
     assert int(resp.headers["Retry-After"]) == error["retry_after"]
@@ -80,7 +77,7 @@ async def refused(
     return error
 
 
-async def total(client: TestClient, headers: dict[str, str] = ACME) -> int:
+async def total(client: AppClient, headers: Mapping[str, str] = ACME) -> int:
     page = await (await client.get("/api/documents", headers=headers)).json()
     return int(page["total"])
 
@@ -218,9 +215,7 @@ async def test_stored_bytes_are_freed_when_result_ttl_expires_the_document(
     status = (await upload(client)).status
     assert status == 429 or await gone()
 
-    async with asyncio.timeout(10):
-        while not await gone():
-            await asyncio.sleep(0.05)
+    await eventually(gone, timeout=10, what="the document's record expires")
     await admitted(client)
 
 
@@ -270,9 +265,9 @@ async def test_a_document_leaves_flight_when_a_job_fails_even_if_its_record_is_n
     _, job = await records.create_document(
         "acme", filename="a.txt", content_type="text/plain", content=b"hello", caps=caps
     )
-    assert await records.quota.check("acme", caps) is not None
+    assert await records.caps.check("acme", caps) is not None
     assert await records.end_job("acme", job.job_id, state="failed", error="aborted")
-    assert await records.quota.check("acme", caps) is None
+    assert await records.caps.check("acme", caps) is None
 
 
 async def test_documents_whose_records_vanished_do_not_count_in_flight(
@@ -288,4 +283,4 @@ async def test_documents_whose_records_vanished_do_not_count_in_flight(
         "acme", filename="a.txt", content_type="text/plain", content=b"hello", caps=caps
     )
     await redis.delete(keys.tenant("acme").document(doc.document_id))
-    assert await records.quota.check("acme", caps) is None
+    assert await records.caps.check("acme", caps) is None

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from docpulse.embedded import EmbeddedRedis
+from cli.embedded import EmbeddedRedis
 from docpulse.keys import Keys
-from docpulse.records import Records
 from docpulse.settings import Settings
-from tests.conftest import Listener, start_worker
-from tests.fakes import BlockingEmbedder
-from tests.test_pipeline import ended, submit
-
-DATA = Path(__file__).parent / "data"
+from store.records import Records
+from tests.helpers.fakes import BlockingEmbedder
+from tests.helpers.jobs import ended, start_worker, submit
+from tests.helpers.paths import DATA
+from tests.helpers.redistools import Listener
 
 
 class Interrupted(logging.Handler):
@@ -49,7 +47,7 @@ async def test_a_redis_crash_mid_job_is_ridden_out_and_the_job_runs_again(
         redis_url=persistent_server.url, redis_retry_s=0.5, progress_interval_s=0.02
     )
     handler = Interrupted()
-    logging.getLogger("workers.lifecycle").addHandler(handler)
+    logging.getLogger("workers.stage_run").addHandler(handler)
     redis = Redis.from_url(settings.redis_url)
     try:
         doc = await submit(settings, redis, DATA / "plain.txt")
@@ -82,5 +80,5 @@ async def test_a_redis_crash_mid_job_is_ridden_out_and_the_job_runs_again(
         assert job is not None
         assert (job.state, job.attempt) == ("done", 2)
     finally:
-        logging.getLogger("workers.lifecycle").removeHandler(handler)
+        logging.getLogger("workers.stage_run").removeHandler(handler)
         await redis.aclose()

@@ -7,25 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from pytest_aiohttp import AiohttpClient
 
-from app.main import create_app
+from cli.embedded import EmbeddedRedis
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis
 from docpulse.history import EventLog
 from docpulse.keys import Keys
-from docpulse.queue import create_arq_pool, submit_document
-from docpulse.records import Records
+from docpulse.queue import create_arq_pool
 from docpulse.settings import Settings
-from tests.conftest import start_worker
-from tests.webtools import bearer, keyed
+from store.enqueue import submit_document
+from store.records import Records
+from tests.helpers.jobs import start_worker
+from tests.helpers.paths import DATA
+from tests.helpers.redistools import drop_subscribers
+from tests.helpers.webtools import MakeClient, bearer, keyed
 
-DATA = Path(__file__).parent / "data"
 TENANTS = ("acme", "globex")
 
 
@@ -59,7 +58,7 @@ async def break_redis(server: EmbeddedRedis, settings: Settings) -> None:
         await asyncio.sleep(0.3)  # let work move between outages (pacing, not waiting)
         if outage == "drop-subscribers":
             redis = redis_client(settings)
-            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await drop_subscribers(redis)
             await redis.aclose()
             continue
         await asyncio.to_thread(server.kill if outage == "kill" else server.stop)
@@ -97,7 +96,7 @@ async def diagnosed(
 
 @pytest.mark.e2e
 async def test_no_socket_misses_or_repeats_an_event_through_repeated_outages(
-    aiohttp_client: AiohttpClient, server: EmbeddedRedis
+    make_client: MakeClient, server: EmbeddedRedis
 ) -> None:
     settings = keyed(
         Settings(
@@ -105,7 +104,7 @@ async def test_no_socket_misses_or_repeats_an_event_through_repeated_outages(
             chunk_size=200, chunk_overlap=20, embed_batch=2, hub_probe_interval=0.5,
         )
     )  # fmt: skip
-    client = await aiohttp_client(create_app(settings))
+    client = await make_client(settings)
     listeners = {
         tenant: [Listening(await client.ws_connect("/ws", headers=bearer(tenant))) for _ in "ab"]
         for tenant in TENANTS

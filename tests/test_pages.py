@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import aiohttp
 import jwt
+import msgspec
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from app.auth import issue_token
-from app.main import create_app
 from app.pages import CSP
 from app.session import COOKIE, issue_session
-from docpulse.settings import Settings
-from tests.webtools import SECRET, bearer, keyed
+from docpulse.reconnect import POLICY, ReconnectPolicy
+from tests.helpers.webtools import SECRET, AppClient, authorization, bearer, sign_in, tenant_token
 
 XSS = "<img src=x onerror=alert(1)>.md"
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(keyed(settings)))
-
-
-async def sign_in(
-    client: TestClient, tenant: str = "acme", **headers: str
-) -> aiohttp.ClientResponse:
-    token = issue_token(SECRET, tenant, 300)
-    return await client.post(
-        "/signin", data={"token": token}, allow_redirects=False, headers=headers
-    )
 
 
 def cookie_header(resp: aiohttp.ClientResponse) -> str:
@@ -37,7 +23,7 @@ def cookie_header(resp: aiohttp.ClientResponse) -> str:
 
 
 async def test_sign_in_sets_an_httponly_strict_cookie_that_is_not_the_token(
-    client: TestClient,
+    client: AppClient,
 ) -> None:
     resp = await sign_in(client)
     assert resp.status == 303
@@ -48,14 +34,14 @@ async def test_sign_in_sets_an_httponly_strict_cookie_that_is_not_the_token(
     assert "Path=/" in cookie
     assert "Secure" not in cookie
     value = cookie.split(";")[0].split("=", 1)[1]
-    assert value != issue_token(SECRET, "acme", 300)
+    assert value != tenant_token("acme", 300)
     page = await client.get("/")
     assert page.status == 200
     assert "acme" in await page.text()
 
 
-async def test_a_session_never_outlives_its_token(client: TestClient) -> None:
-    token = issue_token(SECRET, "acme", 60)
+async def test_a_session_never_outlives_its_token(client: AppClient) -> None:
+    token = tenant_token("acme", 60)
     resp = await client.post("/signin", data={"token": token}, allow_redirects=False)
     value = cookie_header(resp).split(";")[0].split("=", 1)[1]
     claims = jwt.decode(value, SECRET, algorithms=["HS256"])
@@ -63,12 +49,12 @@ async def test_a_session_never_outlives_its_token(client: TestClient) -> None:
     assert claims["exp"] <= jwt.decode(token, SECRET, algorithms=["HS256"])["exp"]
 
 
-async def test_the_cookie_is_secure_behind_a_tls_router(client: TestClient) -> None:
+async def test_the_cookie_is_secure_behind_a_tls_router(client: AppClient) -> None:
     resp = await sign_in(client, **{"X-Forwarded-Proto": "https"})
     assert "Secure" in cookie_header(resp)
 
 
-async def test_a_bad_token_shows_an_error_and_sets_no_cookie(client: TestClient) -> None:
+async def test_a_bad_token_shows_an_error_and_sets_no_cookie(client: AppClient) -> None:
     resp = await client.post("/signin", data={"token": "nonsense"}, allow_redirects=False)
     assert resp.status == 401
     assert "not accepted" in await resp.text()
@@ -78,7 +64,7 @@ async def test_a_bad_token_shows_an_error_and_sets_no_cookie(client: TestClient)
     assert resp.status == 401, "a session is not a token to sign in with"
 
 
-async def test_pages_without_a_session_go_to_signin(client: TestClient) -> None:
+async def test_pages_without_a_session_go_to_signin(client: AppClient) -> None:
     for path in ("/", "/documents/1"):
         resp = await client.get(path, allow_redirects=False)
         assert resp.status == 303
@@ -87,7 +73,7 @@ async def test_pages_without_a_session_go_to_signin(client: TestClient) -> None:
     assert (await client.get("/", allow_redirects=False)).status == 303
 
 
-async def test_sign_out_clears_the_cookie(client: TestClient) -> None:
+async def test_sign_out_clears_the_cookie(client: AppClient) -> None:
     await sign_in(client)
     resp = await client.post("/signout", allow_redirects=False)
     assert resp.status == 303
@@ -95,7 +81,7 @@ async def test_sign_out_clears_the_cookie(client: TestClient) -> None:
     assert (await client.get("/", allow_redirects=False)).status == 303
 
 
-async def test_the_api_accepts_the_session_cookie(client: TestClient) -> None:
+async def test_the_api_accepts_the_session_cookie(client: AppClient) -> None:
     await sign_in(client)
     form = aiohttp.FormData()
     form.add_field("file", b"# hello\n\nworld", filename="a.md", content_type="text/markdown")
@@ -106,7 +92,7 @@ async def test_the_api_accepts_the_session_cookie(client: TestClient) -> None:
     assert (await client.post("/api/ws-tickets")).status == 201
 
 
-async def test_a_cross_site_post_with_the_cookie_is_refused(client: TestClient) -> None:
+async def test_a_cross_site_post_with_the_cookie_is_refused(client: AppClient) -> None:
     await sign_in(client)
     resp = await client.post("/api/ws-tickets", headers={"Origin": "https://evil.example"})
     assert resp.status == 403
@@ -116,16 +102,16 @@ async def test_a_cross_site_post_with_the_cookie_is_refused(client: TestClient) 
     assert resp.status == 403
 
 
-async def test_a_session_is_not_a_bearer_token_nor_a_token_a_session(client: TestClient) -> None:
+async def test_a_session_is_not_a_bearer_token_nor_a_token_a_session(client: AppClient) -> None:
     session = issue_session(SECRET, "acme")
-    resp = await client.get("/api/documents", headers={"Authorization": f"Bearer {session}"})
+    resp = await client.get("/api/documents", headers=authorization(session))
     assert resp.status == 401
-    client.session.cookie_jar.update_cookies({COOKIE: issue_token(SECRET, "acme", 300)})
+    client.session.cookie_jar.update_cookies({COOKIE: tenant_token("acme", 300)})
     assert (await client.get("/api/documents")).status == 401
     assert (await client.get("/", allow_redirects=False)).status == 303
 
 
-async def test_a_cookie_alone_cannot_open_the_websocket(client: TestClient) -> None:
+async def test_a_cookie_alone_cannot_open_the_websocket(client: AppClient) -> None:
     await sign_in(client)
     assert (await client.get("/api/documents")).status == 200
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
@@ -137,7 +123,7 @@ async def test_a_cookie_alone_cannot_open_the_websocket(client: TestClient) -> N
     await ws.close()
 
 
-async def test_every_html_response_carries_the_csp(client: TestClient) -> None:
+async def test_every_html_response_carries_the_csp(client: AppClient) -> None:
     resp = await client.get("/signin")
     assert resp.headers["Content-Security-Policy"] == CSP
     for directive in ("default-src 'self'", "object-src 'none'", "frame-ancestors 'none'"):
@@ -154,7 +140,7 @@ async def test_every_html_response_carries_the_csp(client: TestClient) -> None:
     assert "Content-Security-Policy" not in api.headers
 
 
-async def test_templates_escape_data(client: TestClient) -> None:
+async def test_templates_escape_data(client: AppClient) -> None:
     resp = await client.post(
         "/api/documents", params={"filename": XSS}, data=b"# hi", headers=bearer("acme")
     )
@@ -168,7 +154,7 @@ async def test_templates_escape_data(client: TestClient) -> None:
     assert missing.status == 404
 
 
-async def test_another_tenants_document_page_is_not_found(client: TestClient) -> None:
+async def test_another_tenants_document_page_is_not_found(client: AppClient) -> None:
     form = aiohttp.FormData()
     form.add_field("file", b"secret", filename="acme-only.txt", content_type="text/plain")
     resp = await client.post("/api/documents", data=form, headers=bearer("acme"))
@@ -179,7 +165,27 @@ async def test_another_tenants_document_page_is_not_found(client: TestClient) ->
     assert "acme-only" not in await page.text()
 
 
-async def test_static_modules_are_served(client: TestClient) -> None:
+async def test_static_modules_are_served(client: AppClient) -> None:
     resp = await client.get("/static/js/dashboard.js")
     assert resp.status == 200
     assert "javascript" in resp.content_type
+
+
+async def test_a_live_page_carries_the_reconnect_policy_that_the_cli_follows(
+    client: AppClient,
+) -> None:
+    resp = await client.post(
+        "/api/documents", params={"filename": "notes.md"}, data=b"# hi", headers=bearer("acme")
+    )
+    doc_id = (await resp.json())["document_id"]
+    await sign_in(client)
+    for path in ("/", f"/documents/{doc_id}"):
+        text = await (await client.get(path)).text()
+        found = re.search(
+            r'<script type="application/json" id="reconnect-policy">(.*?)</script>', text
+        )
+        assert found is not None, path
+        assert msgspec.json.decode(found[1], type=ReconnectPolicy) == POLICY
+        assert json.loads(found[1]) == POLICY.as_json()
+    missing = await (await client.get("/documents/999999")).text()
+    assert "reconnect-policy" not in missing  # no live events there, so no policy either

@@ -20,10 +20,11 @@ from redis.asyncio import Redis
 
 from docpulse.events import JobEvent
 from docpulse.keys import Keys
-from docpulse.records import Records
 from docpulse.settings import Settings, SettingsError
-from tests.conftest import Listener, run_burst, start_worker, with_settings
-from tests.test_pipeline import DATA, ended, submit
+from store.records import Records
+from tests.helpers.jobs import ended, run_burst, start_worker, submit, with_settings
+from tests.helpers.paths import DATA
+from tests.helpers.redistools import Listener
 from workers import jobs
 from workers.stages import DocumentError, chunk
 from workers.stages.chunk import WINDOW_CHUNKS, chunk_text
@@ -369,6 +370,8 @@ async def test_a_worker_parses_at_most_parse_concurrency_documents_at_once(
 ) -> None:
     gate = ParseGate()
     monkeypatch.setattr(jobs, "parse_content", gate.parse)
+    # the gate stands for a long parse, which runs in a thread whatever the document's size
+    monkeypatch.setattr(jobs, "INLINE_MAX_BYTES", -1)
     settings = with_settings(settings, parse_concurrency=2)
     await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
     docs = [await submit(settings, redis, DATA / "plain.txt") for _ in range(4)]

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import re
 import string
-import time
 from datetime import UTC
 from typing import Any
 
 import aiohttp
 import hypothesis
-import jwt
 import msgspec
 import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
-from pytest_aiohttp import AiohttpClient
 
-from app.main import create_app
-from app.relay import MAX_MESSAGE_BYTES
+from app.jsondepth import nests_deeper_than
+from app.relay.handler import MAX_MESSAGE_BYTES
 from docpulse.events import STAGES, JobEvent, decode_event, encode_event, make_event
-from docpulse.settings import Settings
 from docpulse.tenants import TENANT_ID_PATTERN
-from tests.webtools import SECRET, bearer, keyed, ready
+from tests.helpers.webtools import (
+    AppClient,
+    authorization,
+    bearer,
+    expiring_in,
+    ready,
+    signed,
+)
 
 SERVER = hypothesis.settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -47,6 +49,7 @@ optional_text = st.none() | st.text(max_size=200)
 def job_events(draw: st.DrawFn) -> JobEvent:
     stage = draw(st.sampled_from(STAGES))
     return JobEvent(
+        # a str that is one of the EventName literals by construction
         event=f"{stage}_{draw(st.sampled_from(PHASES))}",  # type: ignore[arg-type]
         job_id=draw(ids),
         document_id=draw(ids),
@@ -121,17 +124,12 @@ def test_make_event_never_makes_an_event_that_fails_decode(
 # --- /ws: what the server does with any client frame --------------------------------------------
 
 
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(keyed(settings)))
-
-
 def _expected(frame: str | bytes) -> int | str:
     """The documented answer: "pong", or the close code."""
     size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
     if size > MAX_MESSAGE_BYTES:
         return 1009
-    if isinstance(frame, bytes):
+    if isinstance(frame, bytes) or nests_deeper_than(frame, 32):
         return 1003
     try:
         value = msgspec.json.decode(frame)
@@ -162,9 +160,11 @@ frames = st.one_of(
 @example(['{"op":"ping"}', ' {"op" : "ping"} ', '{"op":"ping","op":"x"}'])
 @example(["", "\x00", b""])
 @example(["0:"])  # malformed JSON that starts with the wrong type: 1003, not 1008
+@example(["[" * 4000])  # nested too deep: 1003, not a RecursionError (issue #12)
+@example(['{"op":"ping","pad":' + "[" * 33 + "]" * 33 + "}"])
 @example([ping_of(MAX_MESSAGE_BYTES), ping_of(MAX_MESSAGE_BYTES + 1)])  # the limit is inclusive
 async def test_any_client_frame_gets_a_pong_or_its_documented_close_code(
-    client: TestClient, sent: list[str | bytes]
+    client: AppClient, sent: list[str | bytes]
 ) -> None:
     ws = await client.ws_connect("/ws", headers=bearer("acme"))
     try:
@@ -199,7 +199,7 @@ async def _is_json_401(resp: aiohttp.ClientResponse) -> bool:
 @example("a.b.c", "Bearer ")
 @example("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhY21lIn0.", "Bearer ")
 async def test_any_string_as_a_token_is_a_json_401(
-    client: TestClient, token: str, scheme: str
+    client: AppClient, token: str, scheme: str
 ) -> None:
     resp = await client.get("/api/documents", headers={"Authorization": scheme + token})
     assert await _is_json_401(resp), (scheme, token)
@@ -208,7 +208,7 @@ async def test_any_string_as_a_token_is_a_json_401(
 @SERVER
 @given(header_text)
 @example("x" * 129)
-async def test_any_string_as_a_ticket_is_a_401(client: TestClient, ticket: str) -> None:
+async def test_any_string_as_a_ticket_is_a_401(client: AppClient, ticket: str) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect("/ws", params={"ticket": ticket})
     assert refused.value.status == 401
@@ -220,11 +220,10 @@ async def test_any_string_as_a_ticket_is_a_401(client: TestClient, ticket: str) 
 @example("acme.jobs", False)
 @example("acme", True)
 async def test_a_signed_token_names_a_tenant_only_if_its_sub_is_one(
-    client: TestClient, sub: Any, session_kind: bool
+    client: AppClient, sub: Any, session_kind: bool
 ) -> None:
-    claims = {"sub": sub, "exp": int(time.time()) + 300, **({"kind": "x"} if session_kind else {})}
-    token = jwt.encode(claims, SECRET, algorithm="HS256")
-    resp = await client.get("/api/documents", headers={"Authorization": f"Bearer {token}"})
+    claims = {"sub": sub, "exp": expiring_in(300), **({"kind": "x"} if session_kind else {})}
+    resp = await client.get("/api/documents", headers=authorization(signed(claims)))
     tenant = isinstance(sub, str) and TENANT_ID.fullmatch(sub) is not None
     if tenant and not session_kind:
         assert resp.status == 200
@@ -235,8 +234,7 @@ async def test_a_signed_token_names_a_tenant_only_if_its_sub_is_one(
 @SERVER
 @given(st.dictionaries(st.sampled_from(["sub", "exp", "iat", "nbf", "kind", "aud"]), json_values))
 async def test_any_signed_claims_are_a_tenant_or_a_json_401(
-    client: TestClient, claims: dict[str, Any]
+    client: AppClient, claims: dict[str, Any]
 ) -> None:
-    token = jwt.encode(claims, SECRET, algorithm="HS256")
-    resp = await client.get("/api/documents", headers={"Authorization": f"Bearer {token}"})
+    resp = await client.get("/api/documents", headers=authorization(signed(claims)))
     assert resp.status == 200 or await _is_json_401(resp), (claims, resp.status)

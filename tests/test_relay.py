@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from app.appkeys import HUB
-from app.main import create_app
 from docpulse.bus import EventBus
 from docpulse.events import make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.conftest import run_burst
-from tests.webtools import bearer, eventually, keyed, ready, receive_until
+from tests.helpers.jobs import run_burst
+from tests.helpers.webtools import (
+    ACME,
+    AppClient,
+    MakeClient,
+    bearer,
+    eventually,
+    ready,
+    receive_until,
+)
 
-ACME = bearer("acme")
 ENDS = ("_failed", "embed_done")
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(keyed(settings, ws_queue_size=4)))
+async def client(make_client: MakeClient, settings: Settings) -> AppClient:
+    return await make_client(settings, ws_queue_size=4)
 
 
 @pytest.fixture
@@ -41,20 +46,20 @@ async def publish(bus: EventBus, tenant: str, job_id: int, note: str | None = No
     assert await bus.publish_event(f"{tenant}.jobs", event)
 
 
-async def connect(client: TestClient, tenant: str = "acme") -> aiohttp.ClientWebSocketResponse:
+async def connect(client: AppClient, tenant: str = "acme") -> aiohttp.ClientWebSocketResponse:
     ws = await client.ws_connect("/ws", headers=bearer(tenant))
     await ready(ws)
     return ws
 
 
-async def refused(client: TestClient, path: str, **kw: object) -> int:
+async def refused(client: AppClient, path: str, **kw: Any) -> int:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
-        await client.ws_connect(path, **kw)  # type: ignore[arg-type]
+        await client.ws_connect(path, **kw)
     return caught.value.status
 
 
 async def test_events_reach_their_tenants_sockets_only_and_in_order(
-    client: TestClient, bus: EventBus
+    client: AppClient, bus: EventBus
 ) -> None:
     acme = [await connect(client), await connect(client)]
     globex = await connect(client, "globex")
@@ -69,7 +74,7 @@ async def test_events_reach_their_tenants_sockets_only_and_in_order(
 
 
 async def test_one_redis_subscription_per_tenant_channel(
-    client: TestClient, redis: Redis, settings: Settings
+    client: AppClient, redis: Redis, settings: Settings
 ) -> None:
     channel = Keys(settings.namespace).channel("acme.jobs")
     sockets = [await connect(client) for _ in range(3)]
@@ -77,13 +82,14 @@ async def test_one_redis_subscription_per_tenant_channel(
     for ws in sockets:
         await ws.close()
     await eventually(lambda: client.app[HUB].sinks_of("acme") == 0)
-    numsub = 1
-    while numsub:  # the hub's UNSUBSCRIBE is on its way; wait for Redis to have it
-        numsub = (await redis.pubsub_numsub(channel))[0][1]
-        await asyncio.sleep(0.01)
+
+    async def unsubscribed() -> bool:  # the hub's UNSUBSCRIBE is on its way
+        return int((await redis.pubsub_numsub(channel))[0][1]) == 0
+
+    await eventually(unsubscribed, what="Redis has the hub's UNSUBSCRIBE")
 
 
-async def test_a_ticket_opens_one_socket_once(client: TestClient, bus: EventBus) -> None:
+async def test_a_ticket_opens_one_socket_once(client: AppClient, bus: EventBus) -> None:
     resp = await client.post("/api/ws-tickets", headers=ACME)
     assert resp.status == 201
     ticket = (await resp.json())["ticket"]
@@ -96,7 +102,7 @@ async def test_a_ticket_opens_one_socket_once(client: TestClient, bus: EventBus)
 
 
 async def test_no_token_or_a_foreign_origin_is_refused_before_the_upgrade(
-    client: TestClient,
+    client: AppClient,
 ) -> None:
     assert await refused(client, "/ws") == 401
     evil = {**ACME, "Origin": "https://evil.example"}
@@ -106,16 +112,13 @@ async def test_no_token_or_a_foreign_origin_is_refused_before_the_upgrade(
     await ready(ws)
 
 
-async def test_allowed_origins_may_connect(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
-    app = create_app(keyed(settings, allowed_origins="https://app.example, https://b.example"))
-    client = await aiohttp_client(app)
+async def test_allowed_origins_may_connect(make_client: MakeClient, settings: Settings) -> None:
+    client = await make_client(settings, allowed_origins="https://app.example, https://b.example")
     ws = await client.ws_connect("/ws", headers={**ACME, "Origin": "https://app.example"})
     await ready(ws)
 
 
-async def test_ping_pong(client: TestClient) -> None:
+async def test_ping_pong(client: AppClient) -> None:
     ws = await connect(client)
     await ws.send_str('{"op": "ping"}')
     assert (await ws.receive_json(timeout=5)) == {"op": "pong"}
@@ -132,7 +135,7 @@ async def test_ping_pong(client: TestClient) -> None:
     ],
 )
 async def test_bad_frames_close_with_their_codes(
-    client: TestClient, frame: str | bytes, code: int
+    client: AppClient, frame: str | bytes, code: int
 ) -> None:
     ws = await connect(client)
     await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
@@ -142,7 +145,7 @@ async def test_bad_frames_close_with_their_codes(
 
 
 async def test_a_stalled_client_is_closed_and_the_others_get_everything(
-    client: TestClient, bus: EventBus
+    client: AppClient, bus: EventBus
 ) -> None:
     stalled = await connect(client)
     fast = await connect(client)
@@ -159,7 +162,7 @@ async def test_a_stalled_client_is_closed_and_the_others_get_everything(
     assert (msg.data, msg.extra) == (4008, "too slow")
 
 
-async def test_shutdown_closes_sockets_with_going_away(client: TestClient) -> None:
+async def test_shutdown_closes_sockets_with_going_away(client: AppClient) -> None:
     ws = await connect(client)
     receiving = asyncio.create_task(ws.receive())
     await client.server.close()
@@ -171,7 +174,7 @@ async def test_shutdown_closes_sockets_with_going_away(client: TestClient) -> No
 @pytest.mark.e2e
 @pytest.mark.timeout(20)
 async def test_a_real_worker_s_events_reach_the_socket_through_embed_done(
-    client: TestClient, settings: Settings
+    client: AppClient, settings: Settings
 ) -> None:
     ws = await connect(client)
     form = aiohttp.FormData()

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
-from pytest_aiohttp import AiohttpClient
 
-from app.main import create_app
+from cli.embedded import EmbeddedRedis
 from docpulse.bus import EventBus
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis
 from docpulse.events import make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.webtools import bearer, keyed, receive_until
+from tests.helpers.webtools import MakeClient, bearer, eventually, is_ready, keyed, receive_until
 
 
 @pytest.fixture
@@ -27,18 +24,17 @@ def server() -> Iterator[EmbeddedRedis]:
 @pytest.mark.e2e
 @pytest.mark.timeout(20)
 async def test_events_flow_again_after_redis_restarts(
-    aiohttp_client: AiohttpClient, server: EmbeddedRedis
+    make_client: MakeClient, server: EmbeddedRedis
 ) -> None:
     settings = keyed(Settings(redis_url=server.url, namespace="outage:"))
-    client = await aiohttp_client(create_app(settings))
+    client = await make_client(settings)
     ws = await client.ws_connect("/ws", headers=bearer("acme"))
     first_epoch = (await ws.receive_json(timeout=5))["epoch"]
     server.kill()
     assert (await client.get("/readyz")).status == 503
     server.start()  # without persistence: the events, their seq and history are gone
-    async with asyncio.timeout(10):  # ready again once the hub's subscription delivers
-        while (await client.get("/readyz")).status != 200:
-            pass
+    # ready again once the hub's subscription delivers
+    await eventually(lambda: is_ready(client), timeout=10, what="ready again")
     redis = redis_client(settings)
     bus = EventBus(redis, Keys(settings.namespace))
     try:
@@ -58,10 +54,10 @@ async def test_events_flow_again_after_redis_restarts(
 
 @pytest.mark.e2e
 async def test_requests_while_redis_is_down_are_a_json_503_with_retry_after(
-    aiohttp_client: AiohttpClient, server: EmbeddedRedis
+    make_client: MakeClient, server: EmbeddedRedis
 ) -> None:
     settings = keyed(Settings(redis_url=server.url, namespace="outage:"))
-    client = await aiohttp_client(create_app(settings))
+    client = await make_client(settings)
     server.kill()
     for method, path in (("GET", "/api/documents"), ("POST", "/api/documents?filename=a.txt")):
         resp = await client.request(method, path, data=b"hello", headers=bearer("acme"))

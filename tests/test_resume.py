@@ -9,21 +9,25 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from app.main import create_app
+from cli.embedded import EmbeddedRedis
 from docpulse.bus import EventBus
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis
 from docpulse.events import make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
-from tests.proxy import Proxy
-from tests.webtools import bearer, keyed, receive_until
-
-ACME = bearer("acme")
+from tests.helpers.proxy import Proxy
+from tests.helpers.redistools import drop_subscribers
+from tests.helpers.webtools import (
+    ACME,
+    AppClient,
+    MakeClient,
+    eventually,
+    is_ready,
+    keyed,
+    receive_until,
+)
 
 
 async def publish(bus: EventBus, first: int, count: int, note: str | None = None) -> None:
@@ -36,7 +40,7 @@ async def publish(bus: EventBus, first: int, count: int, note: str | None = None
 
 
 async def opened(
-    client: TestClient, path: str = "/ws"
+    client: AppClient, path: str = "/ws"
 ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
     ws = await client.ws_connect(path, headers=ACME)
     first = await ws.receive_json(timeout=5)
@@ -53,8 +57,8 @@ def upto(last: int) -> Any:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(keyed(settings, history_length=50)))
+async def client(make_client: MakeClient, settings: Settings) -> AppClient:
+    return await make_client(settings, history_length=50)
 
 
 @pytest.fixture
@@ -63,7 +67,7 @@ def bus(settings: Settings, redis: Redis) -> EventBus:
 
 
 async def test_a_resumed_socket_gets_what_it_missed_then_live_with_no_gap_or_duplicate(
-    client: TestClient, bus: EventBus
+    client: AppClient, bus: EventBus
 ) -> None:
     ws, ready = await opened(client)
     await publish(bus, 1, 3)
@@ -79,7 +83,7 @@ async def test_a_resumed_socket_gets_what_it_missed_then_live_with_no_gap_or_dup
 
 
 async def test_a_resume_from_beyond_the_history_gets_a_resync_not_a_partial_replay(
-    client: TestClient, bus: EventBus
+    client: AppClient, bus: EventBus
 ) -> None:
     _, ready = await opened(client)
     await publish(bus, 1, 400)  # the history keeps about 50 (trimmed in blocks of 100)
@@ -91,13 +95,13 @@ async def test_a_resume_from_beyond_the_history_gets_a_resync_not_a_partial_repl
     assert seqs(await receive_until(ws, upto(401))) == [401]
 
 
-async def test_a_resume_into_another_epoch_gets_a_resync(client: TestClient, bus: EventBus) -> None:
+async def test_a_resume_into_another_epoch_gets_a_resync(client: AppClient, bus: EventBus) -> None:
     await publish(bus, 1, 2)
     ws, ready = await opened(client, "/ws?since=1&epoch=an-old-one")
     assert await ws.receive_json(timeout=5) == {"op": "resync", "epoch": ready["epoch"], "head": 2}
 
 
-async def test_since_must_be_a_seq(client: TestClient) -> None:
+async def test_since_must_be_a_seq(client: AppClient) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect("/ws?since=-1", headers=ACME)
     assert refused.value.status == 400
@@ -133,14 +137,14 @@ def app_settings(url: str, **changes: Any) -> Settings:
 
 @pytest.mark.e2e
 async def test_killing_the_hubs_subscription_mid_stream_loses_nothing(
-    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis
+    make_client: MakeClient, own_server: EmbeddedRedis
 ) -> None:
-    client = await aiohttp_client(create_app(app_settings(own_server.url)))
+    client = await make_client(app_settings(own_server.url))
     sockets = [(await opened(client))[0] for _ in range(2)]
     redis, bus = await direct_bus(own_server)
     try:
         await publish(bus, 1, 100)
-        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await drop_subscribers(redis)
         await publish(bus, 101, 100)
         for ws in sockets:
             assert seqs(await receive_until(ws, upto(200))) == list(range(1, 201))
@@ -150,10 +154,10 @@ async def test_killing_the_hubs_subscription_mid_stream_loses_nothing(
 
 @pytest.mark.e2e
 async def test_a_deaf_subscription_is_found_reconnected_and_caught_up(
-    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis, proxy: Proxy
+    make_client: MakeClient, own_server: EmbeddedRedis, proxy: Proxy
 ) -> None:
     settings = app_settings(proxy.url, hub_probe_interval=0.3, hub_probe_timeout=0.5)
-    client = await aiohttp_client(create_app(settings))
+    client = await make_client(settings)
     ws, _ = await opened(client)
     redis, bus = await direct_bus(own_server)
     try:
@@ -169,9 +173,9 @@ async def test_a_deaf_subscription_is_found_reconnected_and_caught_up(
 
 @pytest.mark.e2e
 async def test_a_subscriber_evicted_for_its_output_buffer_catches_up(
-    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis, proxy: Proxy
+    make_client: MakeClient, own_server: EmbeddedRedis, proxy: Proxy
 ) -> None:
-    client = await aiohttp_client(create_app(app_settings(proxy.url, hub_probe_interval=60.0)))
+    client = await make_client(app_settings(proxy.url, hub_probe_interval=60.0))
     ws, _ = await opened(client)
     redis, bus = await direct_bus(own_server)
     try:
@@ -188,7 +192,7 @@ async def test_a_subscriber_evicted_for_its_output_buffer_catches_up(
 
 
 async def test_the_polling_twin_serves_the_same_history(
-    client: TestClient, bus: EventBus, redis: Redis, settings: Settings
+    client: AppClient, bus: EventBus, redis: Redis, settings: Settings
 ) -> None:
     await publish(bus, 1, 5)
     other = EventBus(redis, Keys(settings.namespace))
@@ -209,7 +213,7 @@ async def test_the_polling_twin_serves_the_same_history(
 
 
 async def test_the_polling_twin_says_resync_beyond_the_history(
-    client: TestClient, bus: EventBus
+    client: AppClient, bus: EventBus
 ) -> None:
     await publish(bus, 1, 400)
     page = await (await client.get("/api/events?since=1", headers=ACME)).json()
@@ -226,10 +230,10 @@ async def app_clients(redis: Redis, name: str) -> int:
 
 @pytest.mark.e2e
 async def test_repeated_outages_leave_no_tasks_connections_or_descriptors_behind(
-    aiohttp_client: AiohttpClient, own_server: EmbeddedRedis
+    make_client: MakeClient, own_server: EmbeddedRedis
 ) -> None:
     settings = app_settings(f"{own_server.url}?client_name=web-under-test")
-    client = await aiohttp_client(create_app(settings))
+    client = await make_client(settings)
     sockets = [(await opened(client))[0] for _ in range(3)]
     redis, bus = await direct_bus(own_server)
     try:
@@ -240,7 +244,7 @@ async def test_repeated_outages_leave_no_tasks_connections_or_descriptors_behind
         before = (len(asyncio.all_tasks()), open_fds(), await app_clients(redis, "web-under-test"))
         for round_ in range(4):
             if round_ % 2:
-                await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+                await drop_subscribers(redis)
             else:
                 await asyncio.to_thread(own_server.kill)
                 await asyncio.to_thread(own_server.restart)
@@ -249,9 +253,7 @@ async def test_repeated_outages_leave_no_tasks_connections_or_descriptors_behind
                 await receive_until(
                     ws, lambda got: any("seq" in f or f.get("op") == "resync" for f in got)
                 )
-        async with asyncio.timeout(10):
-            while (await client.get("/readyz")).status != 200:
-                pass
+        await eventually(lambda: is_ready(client), timeout=10, what="ready again")
         after = (len(asyncio.all_tasks()), open_fds(), await app_clients(redis, "web-under-test"))
     finally:
         await redis.aclose()

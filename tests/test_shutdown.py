@@ -12,17 +12,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app import shutdown
 from app.appkeys import SOCKETS
-from tests.test_cli_web import web_process  # noqa: F401  (a fixture: `docpulse web` running)
-from tests.webtools import bearer
-
-ACME = bearer("acme")
+from app.relay import shutdown
+from tests.helpers.webtools import ACME
 
 
 @pytest.mark.e2e
 async def test_a_second_sigterm_changes_nothing(
-    web_process: tuple[str, asyncio.subprocess.Process],  # noqa: F811
+    web_process: tuple[str, asyncio.subprocess.Process],
 ) -> None:
     url, process = web_process
     async with aiohttp.ClientSession() as session:
@@ -34,7 +31,7 @@ async def test_a_second_sigterm_changes_nothing(
         for ws in sockets:
             msg = await ws.receive(timeout=10)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1001)
-            assert "reconnect" in msg.extra
+            assert "reconnect" in (msg.extra or ""), msg
         async with asyncio.timeout(25):
             assert await process.wait() == 0
 
@@ -53,6 +50,7 @@ class RecordingSocket:
 async def test_two_thousand_sockets_close_in_batches_no_second_holds_over_15_percent() -> None:
     app = web.Application()
     closes: list[tuple[float, int, bytes]] = []
+    # RecordingSocket stands in for WebSocketResponse (only close() is called)
     app[SOCKETS] = {RecordingSocket(closes) for _ in range(2000)}  # type: ignore[misc]
     begun = time.monotonic()
     await shutdown.close_sockets(app)
@@ -67,6 +65,7 @@ async def test_two_thousand_sockets_close_in_batches_no_second_holds_over_15_per
 async def test_a_few_sockets_close_at_once() -> None:
     app = web.Application()
     closes: list[tuple[float, int, bytes]] = []
+    # RecordingSocket stands in for WebSocketResponse (only close() is called)
     app[SOCKETS] = {RecordingSocket(closes) for _ in range(50)}  # type: ignore[misc]
     begun = time.monotonic()
     await shutdown.close_sockets(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -19,18 +20,24 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from pytest_aiohttp import AiohttpServer
 from redis.asyncio import Redis
 
 from app.appkeys import REDIS
 from app.main import create_app
+from cli.embedded import EmbeddedRedis
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis
 from docpulse.keys import Keys
-from docpulse.records import DocumentRecord, Records
 from docpulse.settings import Settings
-from tests import soak_load as load
-from tests.webtools import bearer, keyed
+from store.records import DocumentRecord, Records
+from tests.helpers import soak_load as load
+from tests.helpers.webtools import bearer, keyed
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "120"))
 WARM_UP_S = max(15.0, SOAK_SECONDS / 4)  # one outage in it, so the baseline has seen recovery
@@ -58,7 +65,7 @@ async def worker(server: EmbeddedRedis, tmp_path: Path) -> AsyncIterator[Path]:
     }  # fmt: skip
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "docpulse", "worker", env=env, stdout=sink, stderr=sink
+            sys.executable, "-m", "cli", "worker", env=env, stdout=sink, stderr=sink
         )
     try:
         yield log
@@ -92,7 +99,9 @@ class Phase:
             await session.close()
 
 
-async def quiet_point(records: Records, url: str, tally: load.Tally) -> list[str]:
+async def quiet_point(
+    records: Records, url: str, tally: load.Tally, redis: Redis, worker_log: Path
+) -> list[str]:
     """Every accepted document ended, and the web app ready. Returns the phantoms: documents
     stored although their upload was answered 5xx, that never ended (nobody was told of them).
     There are none since a document and its job are stored in one script (#7)."""
@@ -109,7 +118,10 @@ async def quiet_point(records: Records, url: str, tally: load.Tally) -> list[str
     except TimeoutError:
         stuck = [f"{k}: {docs[k].state if k in docs else 'lost'}" for k in sorted(tally.accepted)
                  if k not in docs or not load.ended(docs[k])]  # fmt: skip
-        pytest.fail(f"{len(stuck)} accepted documents never ended: {stuck[:10]}")
+        found = [docs[k] for k in sorted(tally.accepted) if k in docs and not load.ended(docs[k])]
+        told = [await why_stuck(redis, records, worker_log, doc) for doc in found[:3]]
+        told_all = "\n".join(told)
+        pytest.fail(f"{len(stuck)} accepted documents never ended: {stuck[:10]}\n{told_all}")
     async with aiohttp.ClientSession() as session, asyncio.timeout(20):
         while True:
             with contextlib.suppress(aiohttp.ClientError):
@@ -118,6 +130,29 @@ async def quiet_point(records: Records, url: str, tally: load.Tally) -> list[str
                         break
             await asyncio.sleep(0.1)
     return [f"{t}/{d}: {doc.state}" for (t, d), doc in docs.items() if not load.ended(doc)]
+
+
+async def why_stuck(redis: Redis, records: Records, worker_log: Path, doc: DocumentRecord) -> str:
+    """What the records, arq's keys and the worker's log say about a document that never ended."""
+    lines = [f"{doc.tenant_id}/{doc.document_id}: {doc.state}"]
+    log = worker_log.read_text(errors="replace").splitlines()
+    for stage in ("parse", "chunk", "embed"):
+        job_id = doc.job_id(stage)
+        if job_id is None:
+            continue
+        job = await records.get_job(doc.tenant_id, job_id)
+        arq_id = Keys(NAMESPACE).arq_job_id(job_id)
+        arq_state = {
+            "queued at": await redis.zscore(Keys(NAMESPACE).queue, arq_id),
+            "in-progress ms": await redis.pttl(in_progress_key_prefix + arq_id),
+            "tries": await redis.get(retry_key_prefix + arq_id),
+            "job key": await redis.exists(job_key_prefix + arq_id),
+            "result key": await redis.exists(result_key_prefix + arq_id),
+        }
+        lines.append(f"  {stage} job {job_id}: {job}; arq {arq_state}")
+        mentions = re.compile(re.escape(arq_id) + r"\b")
+        lines += [f"    {line}" for line in log if mentions.search(line)][-8:]
+    return "\n".join(lines)
 
 
 async def settled(redis: Redis, app_redis: Redis, before: load.Held | None) -> load.Held:
@@ -165,12 +200,12 @@ async def test_a_soak_leaves_every_document_ended_and_nothing_behind(
         warm_up = Phase(url, tally)
         await load.break_redis(server, tally, 1, WARM_UP_S)
         await warm_up.end()
-        await quiet_point(records, url, tally)
+        await quiet_point(records, url, tally, redis, worker)
         before = await settled(redis, app[REDIS], None)
         main = Phase(url, tally)
         await load.break_redis(server, tally, RESTARTS, SOAK_SECONDS - WARM_UP_S)
         await main.end()
-        phantoms = await quiet_point(records, url, tally)
+        phantoms = await quiet_point(records, url, tally, redis, worker)
         after = await settled(redis, app[REDIS], before)
         every = [doc for _, doc in await load.all_documents(records, TENANTS)]
         states = Counter(doc.state for doc in every)

@@ -9,19 +9,17 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from docpulse.records import Chunk
+from store.records import Chunk
+from tests.helpers.paths import DATA, ROOT
 from workers.stages import DocumentError
 from workers.stages.chunk import chunk_text
 from workers.stages.embed import HashingEmbedder, load_embedder
 from workers.stages.parse import ParsedDocument, detect_kind, parse_document
 
-DATA = Path(__file__).parent / "data"
-ROOT = Path(__file__).parent.parent
 MiB = 2**20
 
 
@@ -135,7 +133,11 @@ def test_text_in_other_encodings_is_decoded(content: bytes) -> None:
     ("name", "content", "words"),
     [
         ("empty.txt", None, ["empty"]),
-        ("image.png", None, ["unsupported", '".png"', ".txt, .md, .html and .pdf"]),
+        (
+            "image.png",
+            None,
+            ["unsupported", '".png"', ".txt, .text, .md, .markdown, .html, .htm and .pdf"],
+        ),
         ("sheet.xlsx", b"PK\x03\x04 not really", ["unsupported", '".xlsx"']),
         ("upload", b"\x7fELF\x02\x01\x01", ["unsupported"]),
         ("image.txt", (DATA / "image.png").read_bytes(), ["not a text file"]),

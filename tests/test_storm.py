@@ -21,20 +21,12 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from app.auth import issue_token
-from app.client import (
-    BASE_S,
-    MAX_S,
-    RESTART_ATTEMPT,
-    RESTART_CODES,
-    STABLE_S,
-    Backoff,
-    reconnect_delay,
-)
-from docpulse.embedded import EmbeddedRedis, free_port
-from tests.webtools import SECRET
+from cli.client import Backoff
+from cli.embedded import EmbeddedRedis, free_port
+from docpulse.reconnect import POLICY
+from tests.helpers.paths import ROOT
+from tests.helpers.webtools import SECRET, tenant_token
 
-ROOT = Path(__file__).parent.parent
 CLIENTS = 2000
 PROCESSES = 2  # load generators, so the clients are not this test's own event loop
 TENANTS = ("acme", "globex", "initech", "umbrella")  # 500 each: under TENANT_MAX_SOCKETS
@@ -46,23 +38,21 @@ DEADLINE_S = 60.0
 
 
 def test_the_policy_is_the_browsers() -> None:
+    """live.js holds none of the policy's numbers: it reads every field from the page, which
+    carries POLICY (tests/test_pages.py; tests/test_browser.py runs its delays in Chromium)."""
     live = (ROOT / "static" / "js" / "live.js").read_text()
-    constants = dict(re.findall(r"^const (\w+) = ([\d_.]+);", live, re.MULTILINE))
-    assert float(constants["BASE_S"]) == BASE_S
-    assert float(constants["MAX_S"]) == MAX_S
-    assert float(constants["STABLE_MS"].replace("_", "")) / 1000 == STABLE_S
-    assert int(constants["RESTART_ATTEMPT"]) == RESTART_ATTEMPT
-    codes = re.search(r"^const RESTART_CODES = \[([\d, ]+)\];", live, re.MULTILINE)
-    assert codes is not None
-    assert {int(code) for code in codes.group(1).split(",")} == RESTART_CODES
-    assert "Math.random() * cap" in live  # full jitter there too
+    numbers = set(re.findall(r"^const (\w+) = [\d_.]+;", live, re.MULTILINE))
+    assert numbers == {"PING_MS", "PONG_MS"}  # the heartbeat, no part of the reconnect policy
+    for field in POLICY.as_json():
+        assert f"policy.{field}" in live, f"live.js does not use the policy's {field}"
+    assert "random() * cap" in live  # full jitter there too
 
 
 def test_delays_are_full_jitter_under_a_doubling_cap() -> None:
-    caps = [reconnect_delay(attempt, rand=lambda: 1.0) for attempt in range(8)]
+    caps = [POLICY.delay(attempt, rand=lambda: 1.0) for attempt in range(8)]
     assert caps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0]
-    assert reconnect_delay(3, rand=lambda: 0.0) == 0.0  # anywhere from 0 up to the cap
-    assert reconnect_delay(10_000, rand=lambda: 0.5) == MAX_S / 2
+    assert POLICY.delay(3, rand=lambda: 0.0) == 0.0  # anywhere from 0 up to the cap
+    assert POLICY.delay(10_000, rand=lambda: 0.5) == POLICY.max_s / 2
 
 
 def test_a_stable_socket_resets_the_backoff_and_a_short_lived_one_does_not() -> None:
@@ -71,11 +61,11 @@ def test_a_stable_socket_resets_the_backoff_and_a_short_lived_one_does_not() -> 
     for _ in range(4):
         backoff.next_delay()
     backoff.ready()
-    now[0] += STABLE_S / 2  # a server that accepts and drops at once does not reset it
+    now[0] += POLICY.stable_s / 2  # a server that accepts and drops at once does not reset it
     backoff.next_delay()
     assert backoff.attempt == 5
     backoff.ready()
-    now[0] += STABLE_S
+    now[0] += POLICY.stable_s
     backoff.next_delay()
     assert backoff.attempt == 1
 
@@ -86,8 +76,8 @@ def test_a_restart_starts_the_backoff_at_a_16_s_cap() -> None:
     assert sum(delay > 8.0 for delay in first) > 50  # about half: uniform up to 16 s
     backoff = Backoff()
     backoff.next_delay(restart=True)
-    assert backoff.attempt == RESTART_ATTEMPT + 1  # the next try: a 20 s cap (MAX_S)
-    assert Backoff().next_delay(restart=False) < BASE_S  # a drop or 1013 starts small
+    assert backoff.attempt == POLICY.restart_attempt + 1  # the next try: a 20 s cap (max_s)
+    assert Backoff().next_delay(restart=False) < POLICY.base_s  # a drop or 1013 starts small
 
 
 # --- the storm ----------------------------------------------------------------------------------
@@ -124,7 +114,7 @@ async def namespace_on(valkey: EmbeddedRedis) -> AsyncIterator[str]:
 async def start_web(port: int, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "docpulse", "web", "--host", "127.0.0.1", "--port", str(port),
+            sys.executable, "-m", "cli", "web", "--host", "127.0.0.1", "--port", str(port),
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=sink,
         )  # fmt: skip
     async with asyncio.timeout(20), aiohttp.ClientSession() as session:
@@ -139,7 +129,7 @@ async def start_web(port: int, env: dict[str, str], log: Path) -> asyncio.subpro
 
 async def start_clients(url: str, count: int, tokens: list[str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.storm_clients", url, "--count", str(count),
+        sys.executable, "-m", "tests.helpers.storm_clients", url, "--count", str(count),
         "--deadline", str(DEADLINE_S), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "STORM_TOKENS": ",".join(tokens)},
     )  # fmt: skip
@@ -174,7 +164,7 @@ async def test_two_thousand_clients_come_back_to_the_new_process_spread_out(
         "REDIS_URL": valkey.url, "DOCPULSE_NAMESPACE": namespace_on, "SECRET_KEY": SECRET,
     }  # fmt: skip
     log = tmp_path / "web.log"
-    tokens = [issue_token(SECRET, tenant, 600) for tenant in TENANTS]
+    tokens = [tenant_token(tenant, 600) for tenant in TENANTS]
     per_process = CLIENTS // PROCESSES
     share = len(tokens) // PROCESSES
     old = await start_web(port, env, log)

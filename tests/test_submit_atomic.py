@@ -15,20 +15,20 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from arq.jobs import deserialize_job
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
-from app.main import create_app
 from docpulse.connections import redis_client
+from docpulse.events import STAGES
 from docpulse.keys import Keys
-from docpulse.queue import STAGE_JOBS, create_arq_pool, deserialize, enqueue_stage, submit_document
-from docpulse.records import Records
+from docpulse.queue import STAGE_JOBS, create_arq_pool, deserialize
 from docpulse.settings import Settings
-from tests.conftest import run_burst
-from tests.webtools import bearer, keyed
+from store.enqueue import enqueue_stage, submit_document
+from store.records import Records
+from tests.helpers.jobs import run_burst
+from tests.helpers.redistools import awaited
+from tests.helpers.webtools import ACME, MakeClient
 
-ACME = bearer("acme")
 TEXT = b"# Notes\n\nA few words about documents.\n"
 
 
@@ -60,9 +60,9 @@ async def size(redis: Redis, key: str) -> int | bytes:
     if kind == b"zset":
         return int(await redis.zcard(key))
     if kind == b"set":
-        return int(await redis.scard(key))  # type: ignore[misc]
+        return await awaited(redis.scard(key))
     if kind == b"hash":
-        return int(await redis.hlen(key))  # type: ignore[misc]
+        return await awaited(redis.hlen(key))
     value: bytes | None = await redis.get(key)
     return value or b""
 
@@ -83,9 +83,9 @@ async def state(redis: Redis, keys: Keys) -> dict[str, Any]:
 
 
 async def test_an_uploaded_document_is_queued_and_processed_by_a_real_worker(
-    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis
+    make_client: MakeClient, settings: Settings, redis: Redis
 ) -> None:
-    client = await aiohttp_client(create_app(keyed(settings)))
+    client = await make_client(settings)
     resp = await client.post("/api/documents?filename=notes.md", data=TEXT, headers=ACME)
     assert resp.status == 202, await resp.text()
     document_id = (await resp.json())["document_id"]
@@ -123,7 +123,7 @@ async def test_submit_document_enqueues_the_job_arq_would(
 
 @pytest.mark.parametrize("where", ["queue", "arq job", "in flight", "stored bytes"])
 async def test_a_submission_redis_refuses_half_way_leaves_nothing(
-    aiohttp_client: AiohttpClient, settings: Settings, redis: Redis, arq: ArqRedis, where: str
+    make_client: MakeClient, settings: Settings, redis: Redis, arq: ArqRedis, where: str
 ) -> None:
     """Redis would refuse a write after the caps admitted the document and others were made (a
     key of the wrong type, a sum that INCRBY cannot add to), as a command failing mid-script
@@ -136,8 +136,12 @@ async def test_a_submission_redis_refuses_half_way_leaves_nothing(
     tk = keys.tenant("acme")
     bad_keys, bad_value = {
         "queue": ([keys.queue], None),
-        # the job ids the two refused submissions below take
-        "arq job": ([job_key_prefix + keys.arq_job_id(next_job + i) for i in (0, 1)], None),
+        # the parse job ids the two refused submissions below take (a document reserves one
+        # job id per stage)
+        "arq job": (
+            [job_key_prefix + keys.arq_job_id(next_job + i * len(STAGES)) for i in (0, 1)],
+            None,
+        ),
         "in flight": ([tk.in_flight], None),
         "stored bytes": ([tk.stored_bytes], "1.5"),
     }[where]
@@ -145,14 +149,14 @@ async def test_a_submission_redis_refuses_half_way_leaves_nothing(
     for key in bad_keys:
         await redis.delete(key)
         if bad_value is None:
-            await redis.hset(key, "wrong", "type")  # type: ignore[misc]
+            await awaited(redis.hset(key, "wrong", "type"))
         else:
             await redis.set(key, bad_value)
     before = await state(redis, keys)
     with pytest.raises(ResponseError, match="docpulse: "):
         await submit(records, arq, keys)
     assert await state(redis, keys) == before
-    client = await aiohttp_client(create_app(keyed(settings)))
+    client = await make_client(settings)
     resp = await client.post("/api/documents?filename=notes.md", data=TEXT, headers=ACME)
     assert resp.status >= 500
     assert await state(redis, keys) == before
@@ -175,12 +179,14 @@ async def test_a_submission_whose_reply_was_lost_is_retried_into_one_document(
     lost: list[str] = []
 
     async def reply_lost(conn: Any, command_name: str, *args: Any, **options: Any) -> Any:
+        # redis-py 5 leaves it untyped
         reply = await real(conn, command_name, *args, **options)  # type: ignore[no-untyped-call]
         if command_name.startswith("EVAL") and not lost:
             lost.append(command_name)
             raise ConnectionError("connection reset by peer")
         return reply
 
+    # the reply of one command lost on the way back, as a reset link loses it
     client._send_command_parse_response = reply_lost  # type: ignore[method-assign]
     try:
         records = Records(client, keys)

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from docpulse.settings import Settings
-from tests.test_cli_web import web_running
-from tests.webtools import bearer
+from tests.helpers.processes import web_running
+from tests.helpers.webtools import bearer
 
 TIMEOUT_S = 1.0
 # the server closes at TIMEOUT_S, give or take aiohttp's timer rounding and a loaded machine

@@ -18,15 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from cli.embedded import EmbeddedRedis, free_port
 from docpulse.connections import redis_client
-from docpulse.embedded import EmbeddedRedis, free_port
 from docpulse.keys import Keys
-from docpulse.records import Records
 from docpulse.settings import Settings
-from tests.conftest import run_burst
-from tests.test_pipeline import submit
+from store.records import Records
+from tests.helpers.jobs import run_burst, submit
+from tests.helpers.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 REDIS_SERVER = shutil.which("redis-server")
 
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-from docpulse.queue import submit_document
 from docpulse.tenants import validate_tenant_id
+from store.enqueue import submit_document
+from workers.attempt import run_stage
 from workers.deps import deps_of
-from workers.lifecycle import StageRun
-from workers.runner import run_stage
+from workers.stage_run import StageRun
 from workers.stages import DocumentError
 from workers.stages.chunk import chunk_text
-from workers.stages.parse import ParsedDocument, ParseLimits
+from workers.stages.parse import ParsedDocument, ParseLimits, detect_kind
 from workers.stages.parse import parse_document as parse_content
+
+# work on no more input than this runs on the event loop when it is cheap (StageRun.in_thread)
+INLINE_MAX_BYTES: Final = 16 * 1024
 
 
 async def ingest_document(
@@ -52,12 +55,11 @@ async def _parse(run: StageRun) -> dict[str, Any]:
     # parsing holds the most memory, so a worker parses a few documents at once (the content is
     # read only once it is this one's turn)
     async with run.deps.parse_turns:
-        doc = await records.get_document(run.tenant_id, run.document_id)
-        content = await records.get_content(run.tenant_id, run.document_id)
+        doc, content = await records.get_source(run.tenant_id, run.document_id)
         if doc is None or content is None:
             raise DocumentError("the document's content is gone (deleted or expired)")
         parsed = await _parse_in_thread(run, content, doc.filename, doc.content_type)
-    await records.set_text(run.tenant_id, run.document_id, parsed.text)
+    run.outputs.append(records.text_output(run.tenant_id, run.document_id, parsed.text))
     return {"sections": parsed.sections}
 
 
@@ -68,6 +70,9 @@ async def _parse_in_thread(
     return await run.in_thread(
         parse_content,
         content,
+        # plain text this small parses in well under a millisecond (HTML and Markdown do not)
+        inline=len(content) <= INLINE_MAX_BYTES
+        and detect_kind(filename, content_type, content) == "text",
         filename=filename,
         content_type=content_type,
         max_bytes=settings.max_document_bytes,
@@ -89,11 +94,12 @@ async def _chunk(run: StageRun) -> dict[str, Any]:
     chunks = await run.in_thread(
         chunk_text,
         text,
+        inline=len(text) <= INLINE_MAX_BYTES,  # splitting this much takes well under 1 ms
         size=settings.chunk_size,
         overlap=settings.chunk_overlap,
         max_chunks=settings.max_chunks,
     )
-    await records.set_chunks(run.tenant_id, run.document_id, chunks)
+    run.outputs.append(records.chunks_output(run.tenant_id, run.document_id, chunks))
     return {"chunk_count": len(chunks)}
 
 
@@ -103,10 +109,15 @@ async def _embed(run: StageRun) -> dict[str, Any]:
     texts = [c.text for c in await records.get_chunks(run.tenant_id, run.document_id)]
     if not texts:
         raise DocumentError("the document has no chunks to embed")
-    await records.reset_vectors(run.tenant_id, run.document_id)
     for start in range(0, len(texts), batch):
         vectors = await asyncio.to_thread(embedder.embed, texts[start : start + batch])
         data = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
-        await records.append_vectors(run.tenant_id, run.document_id, data)
+        if start + batch >= len(texts):  # the last batch is written with the job's ending
+            output = records.vectors_output(run.tenant_id, run.document_id, data, first=not start)
+            run.outputs.append(output)
+            break
+        # the first batch replaces what an interrupted attempt may have left
+        write = records.append_vectors if start else records.set_vectors
+        await write(run.tenant_id, run.document_id, data)
         await run.progress(100 * min(start + batch, len(texts)) // len(texts))
     return {"vector_dim": embedder.dim, "state": "done"}

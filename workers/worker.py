@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,10 +17,11 @@ from docpulse.bus import EventBus
 from docpulse.connections import arq_redis_settings, redis_client
 from docpulse.keys import Keys
 from docpulse.queue import INGEST_JOB, STAGE_JOBS, deserialize, serialize
-from docpulse.records import Records
 from docpulse.settings import Settings
+from store.records import Records
 from workers import jobs, metrics
 from workers.deps import Deps
+from workers.liveness import Liveness
 from workers.stages.embed import Embedder, load_embedder
 
 logger = logging.getLogger(__name__)
@@ -28,23 +30,83 @@ logger = logging.getLogger(__name__)
 # with a readable failure event
 ARQ_TIMEOUT_GRACE_S = 30
 POLL_RETRY_DELAY_S = 0.5
+# tries arq allows past MAX_ATTEMPTS: each is a Redis outage met while a job ends (1 s apart)
+ARQ_TRIES_PAST_ATTEMPTS = 1000
 
 
 class DocpulseWorker(Worker):
-    """arq's worker, except that a Redis failure while it polls the queue is waited out.
+    """arq's worker, except that it takes jobs with marks that name it (workers/liveness.py),
+    and that a Redis failure while it polls the queue is waited out (arq's own poll loop dies on
+    a connection error, which would end the worker process on every outage)."""
 
-    arq's own poll loop dies on a connection error raised while it WATCHes a job it is starting
-    (redis-py turns it into a WatchError), which would end the worker process on every outage.
-    """
+    liveness: Liveness | None = None  # set at start-up (`startup`), once Redis is reachable
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._claiming: set[str] = set()  # job ids between `start_jobs`'s check and its task
+        self._handoffs: set[asyncio.Task[None]] = set()
+
+    def start_soon(self, job_id: str) -> None:
+        """Start a job this worker has just enqueued (the next stage of a document it ran)
+        without waiting for its next poll, if it has a free slot now: a document's stages then
+        follow each other at once instead of up to POLL_DELAY apart. The job is taken as any
+        other (`start_jobs`), so another worker's poll may take it first; a busy worker leaves
+        it to the polls."""
+        if self.liveness is None or not self.allow_pick_jobs or self.sem.locked():
+            return
+        task = self.loop.create_task(self._hand_off(job_id))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    async def _hand_off(self, job_id: str) -> None:
+        with contextlib.suppress(RedisError, OSError):  # the job is queued: a poll takes it
+            await self.start_jobs([job_id.encode()])
+
+    async def close(self) -> None:
+        for task in list(self._handoffs):
+            task.cancel()
+        await asyncio.gather(*self._handoffs, return_exceptions=True)
+        await super().close()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        try:
+        """arq's start_jobs, but a job is taken with a mark that names this worker, in one
+        script (workers/liveness.py), so that a dead worker's jobs are found and run again.
+
+        A Redis failure while taking a job gives its slot back, drops the mark if it was set
+        with the reply lost (arq would take such a mark for another worker's and leave the job
+        to wait it out), and reaches the poll loop, which waits Redis out.
+        """
+        if self.liveness is None:
             await super().start_jobs(job_ids)
-        except (RedisError, OSError):
-            # arq had taken a slot for the job it was starting: give it back
-            self.job_counter -= 1
-            self.sem.release()
-            raise
+            return
+        for raw_id in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            job_id = raw_id.decode()
+            running = self.tasks.get(job_id)
+            if job_id in self._claiming or (running is not None and not running.done()):
+                self.sem.release()  # taken by this worker already (a poll and a hand-off)
+                continue
+            self.job_counter += 1
+            self._claiming.add(job_id)
+            try:
+                score = await self.liveness.claim(job_id)
+            except (RedisError, OSError):
+                self.job_counter -= 1
+                self.sem.release()
+                await self.liveness.drop_own(job_id)
+                raise
+            finally:
+                self._claiming.discard(job_id)
+            if score is None:  # running elsewhere, ended, or deferred
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:
@@ -53,7 +115,10 @@ class DocpulseWorker(Worker):
             # arq's own bookkeeping around the job failed; without this its in-progress mark
             # would hide the job from every worker until the mark expires (minutes)
             logger.warning("job %s lost Redis in arq (%s); it will run again", job_id, exc)
-            await self._release(job_id)
+            if self.liveness is not None:
+                await self.liveness.drop_own(job_id)
+            else:
+                await self._release(job_id)
 
     async def _release(self, job_id: str) -> None:
         """Drop the job's in-progress mark once Redis is back (arq's pipelines do not wait)."""
@@ -81,8 +146,11 @@ class DocpulseWorker(Worker):
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """arq `Worker` keyword arguments for these settings."""
     timeout = settings.job_timeout_s + ARQ_TIMEOUT_GRACE_S
-    # one more try than MAX_ATTEMPTS, so that our job (not arq) publishes "gave up"
-    tries = settings.max_attempts + 1
+    # Our job counts the attempts and ends the record ("gave up after N interrupted attempts");
+    # arq must never give up first, for then it drops the job without running it and the
+    # document waits forever. arq counts every try, those that lost Redis before our job could
+    # record its end too, so its own limit is far past MAX_ATTEMPTS.
+    tries = settings.max_attempts + ARQ_TRIES_PAST_ATTEMPTS
     stage_jobs = [jobs.parse_document, jobs.chunk_document, jobs.embed_document]
     functions = [
         func(job, name=name, timeout=timeout, max_tries=tries)
@@ -126,6 +194,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     bus_redis = redis_client(settings, timeout_s=2.0)
     embedder = ctx.get("embedder") or load_embedder(settings.embedder, dim=settings.embed_dim)
     ctx["clients"] = (records_redis, bus_redis)
+    worker = ctx.get("worker")
+    if isinstance(worker, DocpulseWorker):  # made by create_worker: it takes jobs as ours
+        liveness = Liveness(
+            records_redis, keys, ttl_s=settings.liveness_ttl_s,
+            mark_ttl_s=worker.in_progress_timeout_s,
+        )  # fmt: skip
+        worker.liveness = liveness
+        ctx["liveness"] = liveness
+        ctx["liveness_task"] = asyncio.create_task(liveness.run(), name="docpulse-liveness")
     ctx["deps"] = Deps(
         settings=settings,
         keys=keys,
@@ -134,11 +211,16 @@ async def startup(ctx: dict[str, Any]) -> None:
         arq=ctx["redis"],
         embedder=embedder,
         parse_turns=asyncio.Semaphore(settings.parse_concurrency),
+        **({"start_soon": worker.start_soon} if isinstance(worker, DocpulseWorker) else {}),
     )
     logger.info("worker ready: queue %s, embedder %s", keys.queue, embedder.name)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "liveness_task" in ctx:
+        ctx["liveness_task"].cancel()
+        await asyncio.gather(ctx["liveness_task"], return_exceptions=True)
+        await ctx["liveness"].leave()
     if "deps" in ctx:
         await ctx["deps"].bus.aclose()
     for client in ctx.get("clients", ()):

@@ -38,6 +38,7 @@ async def relay(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _send(ws: web.WebSocketResponse, subscriber: object) -> None:
+    # a broadcaster Subscriber: its __aiter__ is annotated `AsyncGenerator | None`, not iterable
     async for event in subscriber:  # type: ignore[attr-defined]
         await ws.send_str(event.message)
 

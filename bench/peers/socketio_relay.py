@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-import socketio  # type: ignore[import-untyped]
+import socketio
 from aiohttp import web
 
 from bench.peers.serve import parse_args, serve

@@ -1,10 +1,12 @@
-// The dashboard: the tenant's documents (newest first), uploads, live bars and the chart.
+// The dashboard: the tenant's documents (newest first), uploads, live bars, the chart, and
+// cancel / retry (one document, or all failed ones).
 
+import { errorMessage, getJSON, postJSON } from "./api.js";
 import { Chart } from "./chart.js";
 import { Live } from "./live.js";
 import { buildRow, updateRow } from "./render.js";
 import { STAGES, Store } from "./store.js";
-import { announce, el, errorMessage, showStatus, signedOut, wireSignout } from "./ui.js";
+import { announce, el, showStatus, signedOut, wireSignout } from "./ui.js";
 
 const LIMIT = 20;
 const store = new Store();
@@ -13,13 +15,6 @@ const view = { offset: 0, total: 0, order: [], state: "", search: "" };
 const list = document.getElementById("documents");
 const chart = new Chart(document.getElementById("chart"));
 let reloadTimer = null;
-
-async function getJSON(url) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (resp.status === 401) signedOut();
-  if (!resp.ok) throw new Error(await errorMessage(resp));
-  return resp.json();
-}
 
 async function loadSnapshot() {
   const page = await getJSON(`/api/documents?offset=${view.offset}&limit=${LIMIT}`);
@@ -75,6 +70,7 @@ function changed(doc, before) {
   if (doc.state !== before && doc.state === "failed") {
     announce(`${doc.filename}: failed: ${doc.error || ""}`);
   }
+  if (doc.state !== before && doc.state === "cancelled") announce(`${doc.filename}: cancelled`);
   if (view.state && doc.state !== before) render();
 }
 
@@ -151,7 +147,43 @@ function wireUploads() {
   });
 }
 
+// A row's Cancel or Retry: the answer (the document as it is now) moves the row at once; the
+// events that follow move its bars.
+async function act(button) {
+  const id = Number(button.dataset.documentId);
+  const result = button.parentElement.querySelector(".action-result");
+  button.disabled = true;
+  try {
+    const known = store.get(id);
+    const before = known ? known.state : null;
+    const view = await postJSON(`/api/documents/${id}/${button.dataset.action}`);
+    changed(store.putView(view), before);
+    result.textContent = button.dataset.action === "cancel" ? "cancelled" : "retrying";
+  } catch (err) {
+    result.textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function retryFailed() {
+  const status = document.getElementById("retry-failed-result");
+  try {
+    const answer = await postJSON("/api/documents/retry?state=failed");
+    status.textContent = `retried ${answer.retried} failed document${answer.retried === 1 ? "" : "s"}` +
+      (answer.more ? " (more remain: press again)" : "");
+    await loadSnapshot();
+  } catch (err) {
+    status.textContent = err.message;
+  }
+}
+
 function wireControls() {
+  list.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    if (button) act(button);
+  });
+  document.getElementById("retry-failed").addEventListener("click", () => retryFailed());
   document.getElementById("filter-state").addEventListener("change", (e) => {
     view.state = e.target.value;
     render();

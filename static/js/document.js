@@ -1,10 +1,11 @@
 // A document's page: its stages and timings, its chunks, and its history (job records and the
 // events this page received, starting from the tenant's event history when the server has it).
 
+import { getJSON, postJSON } from "./api.js";
 import { Live } from "./live.js";
-import { buildStages, updateStages } from "./render.js";
+import { buildActions, buildStages, updateActions, updateStages } from "./render.js";
 import { STAGES, Store } from "./store.js";
-import { announce, el, errorMessage, showStatus, signedOut, wireSignout } from "./ui.js";
+import { announce, el, showStatus, signedOut, wireSignout } from "./ui.js";
 
 const id = Number(document.body.dataset.documentId);
 const store = new Store();
@@ -12,13 +13,6 @@ const stagesBox = document.getElementById("stages");
 const history = document.getElementById("history");
 let box = null;
 let chunksLoaded = false;
-
-async function getJSON(url) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (resp.status === 401) signedOut();
-  if (!resp.ok) throw new Error(await errorMessage(resp));
-  return resp.json();
-}
 
 function historyLine(ts, source, what) {
   const row = el("tr");
@@ -65,8 +59,37 @@ async function loadChunks(doc) {
   }
 }
 
+let actions = null;
+
+// Cancel or Retry: the answer moves the page at once; the events that follow move the bars.
+async function act(button) {
+  const result = actions.querySelector(".action-result");
+  button.disabled = true;
+  try {
+    const before = store.get(id).state;
+    const doc = store.putView(await postJSON(`/api/documents/${id}/${button.dataset.action}`));
+    draw(doc);
+    result.textContent = button.dataset.action === "cancel" ? "cancelled" : "retrying";
+    if (doc.state !== before) announce(`${doc.filename}: ${doc.state}`);
+  } catch (err) {
+    result.textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function draw(doc) {
   if (!box) { box = buildStages(doc); stagesBox.append(box); }
+  if (!actions) {
+    actions = buildActions(doc);
+    document.getElementById("actions").append(actions);
+    actions.addEventListener("click", (e) => {
+      const button = e.target.closest("button[data-action]");
+      if (button) act(button);
+    });
+  }
+  document.getElementById("doc-state").textContent = doc.state;
+  updateActions(actions, doc);
   updateStages(box, doc);
   loadChunks(doc).catch(() => { chunksLoaded = false; });
 }
@@ -86,7 +109,7 @@ function onEvent(ev) {
   const doc = store.putEvent(ev);
   if (!doc) return;
   draw(doc);
-  if (doc.state !== before && (doc.state === "done" || doc.state === "failed")) {
+  if (doc.state !== before && ["done", "failed", "cancelled"].includes(doc.state)) {
     announce(`${doc.filename}: ${doc.state}${doc.error ? `: ${doc.error}` : ""}`);
   }
 }

@@ -1,21 +1,28 @@
 // The tenant's live events: a ticket, then /ws; resume with since/epoch; backoff with full
 // jitter; app-level pings; and polling GET /api/jobs when the socket cannot connect at all.
+// The reconnect policy (backoff, restart codes, when to poll) is docpulse/reconnect.py's, the one
+// `docpulse submit --url` follows: app/pages.py renders it into the page, pagePolicy() reads it.
+// The indicator says "offline" while the server cannot be reached (the browser is offline, or
+// the last request to the server failed), "polling" while polls get answers.
 
-const BASE_S = 0.5;
-const MAX_S = 20;
-const STABLE_MS = 10_000;
 const PING_MS = 20_000;
 const PONG_MS = 10_000;
-const POLL_MS = 2_000;
-const FAILURES_BEFORE_POLLING = 3;
-// a restart (1001, 1012) sends everyone away at once: backoff starts at a 16 s cap (app/client.py)
-const RESTART_ATTEMPT = 5;
-const RESTART_CODES = [1001, 1012];
+
+export function pagePolicy(doc = document) {
+  return JSON.parse(doc.getElementById("reconnect-policy").textContent);
+}
+
+// Full jitter: uniform over [0, min(max_s, base_s * 2**attempt)) seconds, in milliseconds.
+export function reconnectDelay(policy, attempt, random = Math.random) {
+  const cap = Math.min(policy.max_s, policy.base_s * 2 ** Math.min(attempt, 32));
+  return random() * cap * 1000;
+}
 
 export class Live {
   // handlers: onEvent(ev), onResync(), onJobs(jobs), onStatus(state, detail), onSignedOut()
-  constructor(handlers, { since = null } = {}) {
+  constructor(handlers, { since = null, policy = pagePolicy() } = {}) {
     this.h = handlers;
+    this.policy = policy;
     this.seq = since;
     this.epoch = "";
     this.ws = null;
@@ -24,6 +31,8 @@ export class Live {
     this.timers = {};
     this.cursor = 0;
     this.polling = false;
+    this.unreachable = false; // the last request to the server got no answer (or a 5xx)
+    this.shown = ["connecting", ""]; // what the indicator says: state, detail
     this.stopped = false;
     this.onOnline = () => this.reconnectNow();
     window.addEventListener("online", this.onOnline);
@@ -49,23 +58,28 @@ export class Live {
   }
 
   status(state, detail = "") {
-    this.h.onStatus(this.polling && state !== "live" ? "polling" : state, detail);
+    this.shown = [state, detail];
+    let shown = state;
+    if (state !== "live" && state !== "degraded") {
+      if (this.unreachable || !navigator.onLine) shown = "offline";
+      else if (this.polling) shown = "polling";
+    }
+    this.h.onStatus(shown, detail);
+  }
+
+  // Whether the server answered the last request; the indicator follows when that changes.
+  reached(answered) {
+    if (this.unreachable === !answered) return;
+    this.unreachable = !answered;
+    this.status(...this.shown);
   }
 
   async connect() {
     if (this.stopped) return;
     if (!navigator.onLine) { this.status("offline"); return; }
-    let ticket;
-    try {
-      const resp = await fetch("/api/ws-tickets", { method: "POST", credentials: "same-origin" });
-      if (resp.status === 401) { this.h.onSignedOut(); return; }
-      if (!resp.ok) throw new Error(`ticket: ${resp.status}`);
-      ticket = (await resp.json()).ticket;
-    } catch {
-      this.failed();
-      return;
-    }
+    const ticket = await this.ticket();
     if (this.stopped) return;
+    if (ticket === null) { this.failed(); return; }
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     let url = `${proto}//${location.host}/ws?ticket=${encodeURIComponent(ticket)}`;
     if (this.seq !== null) url += `&since=${this.seq}&epoch=${encodeURIComponent(this.epoch)}`;
@@ -83,9 +97,30 @@ export class Live {
       if (this.ws !== ws) return;
       this.ws = null;
       this.clear("ping"); this.clear("pong"); this.clear("stable");
-      if (RESTART_CODES.includes(event.code)) this.attempt = Math.max(this.attempt, RESTART_ATTEMPT);
+      if (this.policy.restart_codes.includes(event.code)) {
+        this.attempt = Math.max(this.attempt, this.policy.restart_attempt);
+      }
       if (ready) this.reconnect(); else this.failed();
     };
+  }
+
+  // A ticket for /ws, or null: the server could not be reached, refused, or signed us out (stop).
+  async ticket() {
+    let resp;
+    try {
+      resp = await fetch("/api/ws-tickets", { method: "POST", credentials: "same-origin" });
+    } catch {
+      this.reached(false);
+      return null;
+    }
+    if (resp.status === 401) { this.stop(); this.h.onSignedOut(); return null; }
+    this.reached(resp.status < 500);
+    if (!resp.ok) return null;
+    try {
+      return (await resp.json()).ticket;
+    } catch {
+      return null;
+    }
   }
 
   ready(frame) {
@@ -93,9 +128,10 @@ export class Live {
     this.epoch = frame.epoch;
     if (first) this.seq = frame.head;
     this.failures = 0;
+    this.unreachable = false;
     this.stopPolling();
     this.status("live");
-    this.timers.stable = setTimeout(() => { this.attempt = 0; }, STABLE_MS);
+    this.timers.stable = setTimeout(() => { this.attempt = 0; }, this.policy.stable_s * 1000);
     this.timers.ping = setInterval(() => this.ping(), PING_MS);
     if (first) this.h.onResync();
   }
@@ -141,18 +177,17 @@ export class Live {
 
   failed() {
     this.failures += 1;
-    if (this.failures >= FAILURES_BEFORE_POLLING) this.startPolling();
+    if (this.failures >= this.policy.failures_before_polling) this.startPolling();
     this.reconnect();
   }
 
   reconnect() {
     if (this.stopped) return;
     this.clear("retry");
-    const cap = Math.min(MAX_S, BASE_S * 2 ** this.attempt);
-    const delay = Math.random() * cap * 1000; // full jitter
+    const delay = reconnectDelay(this.policy, this.attempt);
     this.attempt += 1;
     const at = new Date(Date.now() + delay);
-    this.status(navigator.onLine ? "reconnecting" : "offline", at.toLocaleTimeString());
+    this.status("reconnecting", at.toLocaleTimeString());
     this.timers.retry = setTimeout(() => this.connect(), delay);
   }
 
@@ -168,7 +203,7 @@ export class Live {
     this.cursor = 0;
     this.h.onResync();
     this.poll();
-    this.timers.poll = setInterval(() => this.poll(), POLL_MS);
+    this.timers.poll = setInterval(() => this.poll(), this.policy.poll_s * 1000);
   }
 
   stopPolling() {
@@ -181,12 +216,14 @@ export class Live {
     try {
       const resp = await fetch(`/api/jobs?since=${this.cursor}`, { credentials: "same-origin" });
       if (resp.status === 401) { this.h.onSignedOut(); return; }
-      if (!resp.ok || !this.polling) return;
+      if (!this.polling) return;
+      this.reached(resp.status < 500);
+      if (!resp.ok) return;
       const page = await resp.json();
       this.cursor = page.next_since;
       this.h.onJobs(page.jobs);
     } catch {
-      // the next poll tries again; the indicator already says polling
+      if (this.polling) this.reached(false); // the next poll tries again
     }
   }
 }

@@ -47,11 +47,35 @@ export function updateStages(box, doc) {
   }
 }
 
+// Cancel and Retry, each shown only while the document's state allows it; a click is the
+// page's to handle (data-action names the route: /api/documents/{id}/cancel or /retry).
+export function buildActions(doc) {
+  const box = el("span", { class: "doc-actions" });
+  for (const [action, label] of [["cancel", "Cancel"], ["retry", "Retry"]]) {
+    box.append(el("button", {
+      type: "button", class: `action action-${action}`, "data-action": action,
+      "data-document-id": String(doc.id), "aria-label": `${label} ${doc.filename}`,
+    }, label));
+  }
+  box.append(el("span", { class: "action-result", role: "status" }));
+  return box;
+}
+
+export function updateActions(box, doc) {
+  box.querySelector(".action-cancel").hidden = !["queued", "running"].includes(doc.state);
+  box.querySelector(".action-retry").hidden = !["failed", "cancelled"].includes(doc.state);
+  for (const button of box.querySelectorAll("button")) {
+    const label = button.dataset.action === "cancel" ? "Cancel" : "Retry";
+    button.setAttribute("aria-label", `${label} ${doc.filename}`);
+  }
+}
+
 export function buildRow(doc) {
   const row = el("li", { class: "doc", "data-document-id": String(doc.id) });
   const head = el("div", { class: "doc-head" });
   const link = el("a", { class: "name", href: `/documents/${doc.id}` }, doc.filename);
   head.append(link, el("span", { class: "doc-state" }), el("span", { class: "doc-error" }));
+  head.append(buildActions(doc));
   row.append(head, buildStages(doc));
   return row;
 }
@@ -63,5 +87,6 @@ export function updateRow(row, doc) {
   const shownByStage = Object.values(doc.stages).some((s) => s.state === "failed" && s.error);
   row.querySelector(".doc-error").textContent =
     doc.state === "failed" && !shownByStage ? doc.error || "" : "";
+  updateActions(row.querySelector(".doc-actions"), doc);
   updateStages(row.querySelector(".stages"), doc);
 }

@@ -3,6 +3,7 @@
 
 export const STAGES = ["parse", "chunk", "embed"];
 const TERMINAL = new Set(["done", "failed"]);
+const ENDED = new Set(["done", "failed", "cancelled"]); // a document's states that end it
 const RANK = { pending: 0, queued: 1, running: 2, retrying: 2, done: 3, failed: 3 };
 
 function emptyStage(stage) {
@@ -39,10 +40,12 @@ function sample(stage, now) {
 
 export function docState(doc) {
   const states = STAGES.map((s) => doc.stages[s].state);
-  if (states.includes("failed")) return "failed";
+  const failed = STAGES.find((s) => doc.stages[s].state === "failed");
+  if (failed) return doc.stages[failed].error === "cancelled" ? "cancelled" : "failed";
   if (states[2] === "done") return "done";
   if (states.some((s) => s === "running" || s === "retrying" || s === "done")) return "running";
-  return doc.state === "done" || doc.state === "failed" ? doc.state : "queued";
+  if (states.includes("queued")) return "queued"; // a retried stage waits for a worker
+  return ENDED.has(doc.state) ? doc.state : "queued";
 }
 
 export class Store {
@@ -71,8 +74,15 @@ export class Store {
       filename: rec.filename, createdAt: rec.created_at, chunkCount: rec.chunk_count,
       vectorDim: rec.vector_dim,
     });
-    doc.error = rec.error || doc.error;
-    if (rec.state === "done" || rec.state === "failed" || doc.state === "queued") doc.state = rec.state;
+    doc.error = rec.error || (ENDED.has(rec.state) ? doc.error : null);
+    if (ENDED.has(rec.state) || doc.state === "queued") doc.state = rec.state;
+    return doc;
+  }
+
+  // A document as GET /api/documents/{id} (and cancel, retry) answers: its record and stages.
+  putView(view) {
+    const doc = this.putRecord(view.document);
+    for (const s of view.stages) this.putStage(doc.id, s);
     return doc;
   }
 

@@ -53,12 +53,3 @@ export function seconds(s) {
   if (s < 120) return `${Math.round(s)} s`;
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
-
-export async function errorMessage(resp) {
-  try {
-    const body = await resp.json();
-    return body.error.message;
-  } catch {
-    return `${resp.status} ${resp.statusText}`;
-  }
-}

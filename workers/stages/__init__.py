@@ -4,9 +4,10 @@ They take bytes, text or arrays and return values; they know nothing of asyncio,
 job layer runs them in a worker thread and turns `DocumentError` into a failed job a user can read.
 """
 
+import threading
 from collections.abc import Callable
 
-__all__ = ["DocumentError", "ProgressFn", "increasing"]
+__all__ = ["DocumentError", "ProgressFn", "Stopped", "increasing", "stoppable"]
 
 
 class DocumentError(Exception):
@@ -32,3 +33,20 @@ def increasing(progress: ProgressFn) -> ProgressFn:
             progress(fraction)
 
     return report
+
+
+class Stopped(Exception):
+    """Raised by a progress callback in a stage's thread once its attempt stopped waiting for
+    it (cancelled, timed out, the worker shutting down): the stage's work ends there."""
+
+
+def stoppable(progress: ProgressFn) -> tuple[ProgressFn, Callable[[], None]]:
+    """`progress`, and a `stop()` after which each call of it raises Stopped instead."""
+    stopped = threading.Event()
+
+    def report(fraction: float) -> None:
+        if stopped.is_set():
+            raise Stopped("the attempt stopped")
+        progress(fraction)
+
+    return report, stopped.set

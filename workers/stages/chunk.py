@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from semantic_text_splitter import TextSplitter
 
-from docpulse.records import Chunk
+from store.records import Chunk
 from workers.stages import DocumentError, ProgressFn, increasing
 
 # The splitter's time grows with the square of the longest stretch without a line break (a 10 MB

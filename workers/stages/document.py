@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Kind = Literal["text", "markdown", "html", "pdf"]
+from docpulse.filetypes import Kind  # which parser read it: one per kind of the file types table
 
 
 @dataclass(frozen=True, slots=True)

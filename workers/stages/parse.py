@@ -1,4 +1,5 @@
-"""Parse: a document's bytes -> its plain text, for .txt, .md, .html and .pdf files."""
+"""Parse: a document's bytes -> its plain text, for the types of docpulse/filetypes.py (text,
+Markdown, HTML, PDF)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import codecs
 import re
 from pathlib import PurePath
 
+from docpulse.filetypes import KIND_BY_CONTENT_TYPE, SUFFIXES, Kind, file_type
 from workers.stages import DocumentError, ProgressFn, increasing
-from workers.stages.document import Kind, ParsedDocument
+from workers.stages.document import ParsedDocument
 from workers.stages.html import parse_html
 from workers.stages.limits import ParseLimits
 from workers.stages.markdown import parse_markdown
@@ -16,20 +18,16 @@ from workers.stages.pdf import parse_pdf
 __all__ = ["Kind", "ParseLimits", "ParsedDocument", "detect_kind", "parse_document"]
 
 
-_SUPPORTED = "docpulse reads .txt, .md, .html and .pdf"
+_SUPPORTED = f"docpulse reads {', '.join(SUFFIXES[:-1])} and {SUFFIXES[-1]}"
 DEFAULT_LIMITS = ParseLimits()
-_BY_EXTENSION: dict[str, Kind] = {".txt": "text", ".text": "text", ".md": "markdown"}
-_BY_EXTENSION |= {".markdown": "markdown", ".html": "html", ".htm": "html", ".pdf": "pdf"}
-_BY_TYPE: dict[str, Kind] = {"text/plain": "text", "text/markdown": "markdown"}
-_BY_TYPE |= {"text/x-markdown": "markdown", "text/html": "html", "application/xhtml+xml": "html"}
-_BY_TYPE |= {"application/pdf": "pdf"}
 
 
 def detect_kind(filename: str, content_type: str, content: bytes) -> Kind:
     """The kind of a document: by its extension, else its content type, else its first bytes."""
     extension = PurePath(filename).suffix.lower()
     mime = content_type.split(";", 1)[0].strip().lower()
-    kind = _BY_EXTENSION.get(extension) or _BY_TYPE.get(mime) or _sniff(content)
+    known = file_type(filename)
+    kind = known.kind if known else KIND_BY_CONTENT_TYPE.get(mime) or _sniff(content)
     if kind is None:
         what = f'"{extension}"' if extension else f"({mime or 'unknown'})"
         raise DocumentError(f"unsupported file type {what}: {_SUPPORTED}")

@@ -1,3 +1,0 @@
-from docpulse.cli import main
-
-raise SystemExit(main())

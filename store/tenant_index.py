@@ -1,0 +1,29 @@
+"""The index of tenants: every tenant id that ever submitted a document, for the operator's page.
+
+Nothing else in Redis lists the tenants (their keys are found by name, never by scanning). The id
+is added with its own SADD just before the document's script runs (store/enqueue.py): a script
+must touch one hash slot on a Redis Cluster, and this key is global, not under a tenant's tag.
+Added first, so no stored document's tenant is missing; a tenant whose upload was then refused
+is listed with nothing in flight. Tenants that uploaded before the index existed appear with
+their next upload.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redis.asyncio import Redis
+
+from docpulse.keys import Keys
+
+MAX_LISTED: Final = 1000  # tenants the operator's page shows, in id order
+
+
+async def remember(redis: Redis, keys: Keys, tenant_id: str) -> None:
+    await redis.sadd(keys.tenants, tenant_id)  # type: ignore[misc]  # redis-py: sync-or-async
+
+
+async def known(redis: Redis, keys: Keys) -> list[str]:
+    """The indexed tenant ids, sorted; at most MAX_LISTED of them."""
+    members: set[bytes] = await redis.smembers(keys.tenants)  # type: ignore[misc]
+    return sorted(m.decode() for m in members)[:MAX_LISTED]

@@ -1,0 +1,1 @@
+"""docpulse's tests; shared helpers live in tests.helpers, fixtures in tests/conftest.py."""
