@@ -6,8 +6,9 @@ id under the tenant's keys (`dp:{acme.jobs}:revoked-session:<id>`, hash-tagged l
 other keys) with a TTL of the session's remaining life: the key goes when the session would have.
 
 Every request that a session cookie could authenticate (a cookie, no Authorization header, not a
-WebSocket handshake, not a static file) costs one EXISTS, in the middleware below; a revoked
-session is then treated as no session at all (401 on the API, the sign-in page for pages).
+WebSocket handshake, not a static file, not a health check) costs one EXISTS, in the middleware
+below; a revoked session is then treated as no session at all (401 on the API, the sign-in page
+for pages).
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ async def revoke(request: web.Request) -> None:
     await request.app[REDIS].set(_key(request, found), 1, ex=remaining)
 
 
+# routes no session opens: a browser sends its cookie there too, and /livez must answer without
+# Redis
+_SESSIONLESS = frozenset(("/livez", "/readyz", "/metrics"))
+
+
 def _uses_session(request: web.Request) -> bool:
     return (
         session.COOKIE in request.cookies
         and "Authorization" not in request.headers
         and request.headers.get("Upgrade", "").lower() != "websocket"
         and not request.path.startswith("/static/")
+        and request.path not in _SESSIONLESS
     )
 
 

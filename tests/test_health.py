@@ -6,9 +6,10 @@ from dataclasses import replace
 
 from prometheus_client import REGISTRY
 
+from app.session import COOKIE, issue_session
 from cli.embedded import free_port
 from docpulse.settings import Settings
-from tests.helpers.webtools import AppClient, MakeClient, bearer
+from tests.helpers.webtools import SECRET, AppClient, MakeClient, bearer
 
 
 async def test_live_and_ready_with_redis(client: AppClient) -> None:
@@ -25,6 +26,19 @@ async def test_not_ready_without_redis(make_client: MakeClient, settings: Settin
     resp = await client.get("/readyz")
     assert resp.status == 503
     assert (await resp.json())["error"]["code"] == "events_unavailable"
+
+
+async def test_live_without_redis_whatever_cookie_the_browser_sends(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    # a browser signed in to the dashboard sends its session cookie to /livez too: checking
+    # whether that session was signed out needs Redis, which /livez must never wait for
+    nowhere = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await make_client(nowhere)
+    cookie = {COOKIE: issue_session(SECRET, "acme")}
+    resp = await client.get("/livez", cookies=cookie)
+    assert resp.status == 200
+    assert (await resp.json()) == {"status": "ok"}
 
 
 async def test_metrics_label_routes_by_template(client: AppClient) -> None:
