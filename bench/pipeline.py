@@ -198,6 +198,12 @@ class _Rows:
             saturated = " (saturated)" if used >= 0.9 * cores else ""
             notes.append(f"worker CPU {statistics.median(cpu) * 1000:.0f} ms/doc; "
                          f"{used:.1f} of {cores} cores busy{saturated}")  # fmt: skip
+        served = [t.server_cpu_s for t in trials if t.server_cpu_s is not None]
+        if len(served) == len(trials):
+            per_doc = statistics.median(served) / named.arm.items
+            # what one Redis shard carries (docs/scaling.md): its CPU per document, the submit
+            # and the bench's keyspace watch included
+            notes.append(f"Redis CPU {per_doc * 1000:.2f} ms/doc")
         notes.extend(self._limits(named.kind, named.arm.workers, trials))
         return notes
 
