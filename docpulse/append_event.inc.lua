@@ -5,6 +5,8 @@
 --   channel: the tenant's Pub/Sub channel; event: the event's JSON, without seq;
 --   max_length: the history's length (MAXLEN ~); ttl_s: seconds, 0 no expiry;
 --   new_epoch: the epoch if the log starts anew. Returns the seq.
+-- The event goes out by PUBLISH; the sharded variant (docpulse.scripts, a Redis Cluster) swaps
+-- that one line for SPUBLISH, to the channel's shard only.
 local function append_event(sequence, history, channel, event, max_length, ttl_s, new_epoch)
   local seq = redis.call('HINCRBY', sequence, 'seq', 1)
   if seq == 1 then redis.call('HSETNX', sequence, 'epoch', new_epoch) end

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from docpulse import metrics
+from docpulse.connections import RecordsRedis
 from docpulse.events import JobEvent, decode_event, encode_event
 from docpulse.history import Announcement, EventLog
 from docpulse.keys import Keys
@@ -39,7 +40,7 @@ class EventBus:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RecordsRedis,
         keys: Keys,
         *,
         enabled: bool = True,
@@ -56,7 +57,7 @@ class EventBus:
         self.failures = 0
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: Settings) -> EventBus:
+    def from_settings(cls, redis: RecordsRedis, settings: Settings) -> EventBus:
         return cls(
             redis,
             Keys(settings.namespace),
@@ -161,7 +162,10 @@ class EventBus:
         Reconnects with backoff and jitter when Redis goes away; `subscribed` is called each time
         the subscription is (re)established. Messages that are not valid events are skipped and
         counted. Events published while disconnected are not seen (Pub/Sub keeps nothing).
+        One Redis only: on a cluster events are SPUBLISHed, and redis-py 5 cannot SSUBSCRIBE.
         """
+        if not isinstance(self._redis, Redis):
+            raise TypeError("subscribe_loop needs one Redis; a cluster's events are sharded")
         tenant_of(topic)
         channel = self._keys.channel(topic)
         delay = 0.0

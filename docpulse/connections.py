@@ -1,28 +1,38 @@
-"""Redis connections: one place that turns REDIS_URL into clients, for the bus, records and arq."""
+"""Redis connections: one place that turns REDIS_URL (and REDIS_CLUSTER_URL) into clients, for
+the bus, records and arq.
+
+With REDIS_CLUSTER_URL set, the records and the event bus live on a Redis/Valkey Cluster
+(`records_client`: redis-py's async RedisCluster, scripts routed by their keys' slot, events
+SPUBLISHed); arq's queue stays on REDIS_URL, since arq cannot run on a cluster.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qs, urlsplit
 
 from arq.connections import RedisSettings
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError, TimeoutError
 
 from docpulse.settings import Settings
 
+RecordsRedis: TypeAlias = Redis | RedisCluster  # where records, history and the bus live
 
-def _ssl_cert_reqs(settings: Settings) -> str:
-    query = parse_qs(urlsplit(settings.redis_url).query)
+
+def _ssl_cert_reqs(settings: Settings, url: str | None = None) -> str:
+    query = parse_qs(urlsplit(url or settings.redis_url).query)
     return query.get("ssl_cert_reqs", [settings.redis_ssl_cert_reqs])[0].lower()
 
 
-def _tls_kwargs(settings: Settings) -> dict[str, Any]:
-    if urlsplit(settings.redis_url).scheme != "rediss":
+def _tls_kwargs(settings: Settings, url: str | None = None) -> dict[str, Any]:
+    if urlsplit(url or settings.redis_url).scheme != "rediss":
         return {}
-    return {"ssl_cert_reqs": _ssl_cert_reqs(settings)}
+    return {"ssl_cert_reqs": _ssl_cert_reqs(settings, url)}
 
 
 def redis_client(
@@ -57,6 +67,39 @@ def redis_client(
         settings.redis_url, max_connections=max_connections, timeout=pool_timeout_s, **options
     )
     return Redis.from_pool(pool)
+
+
+def register_script(redis: RecordsRedis, text: str) -> AsyncScript:
+    """`redis.register_script(text)` on one Redis or a cluster. redis-py 5 annotates the method's
+    self as Redis only, yet its AsyncScript runs on a RedisCluster too: EVALSHA goes to the node
+    of the keys' slot, and a NOSCRIPT reply (a promoted replica) loads it on every primary."""
+    return cast(Redis, redis).register_script(text)
+
+
+def records_client(
+    settings: Settings, *, retry_for_s: float = 0.0, timeout_s: float = 5.0
+) -> RecordsRedis:
+    """The client of the records, the history and the event bus: on REDIS_CLUSTER_URL when it is
+    set (a RedisCluster that finds the other nodes and follows MOVED/ASK), else `redis_client`.
+
+    On a cluster a command that meets a node gone away or a cluster down (a failover under way)
+    is retried on a refreshed slot map, at least 3 times (`retry_for_s` / 0.5 when more); what
+    still fails reaches the caller as on one Redis (the bus keeps it in its outbox). MOVED, ASK
+    and TRYAGAIN (a slot being migrated) are followed by redis-py itself.
+    """
+    if not settings.redis_cluster_url:
+        return redis_client(settings, retry_for_s=retry_for_s, timeout_s=timeout_s)
+    retries = int(retry_for_s / 0.5)
+    cluster: RedisCluster = RedisCluster.from_url(
+        settings.redis_cluster_url,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries),
+        retry_on_error=[ConnectionError, TimeoutError],
+        cluster_error_retry_attempts=max(retries, 3),
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        **_tls_kwargs(settings, settings.redis_cluster_url),
+    )
+    return cluster
 
 
 def arq_redis_settings(settings: Settings, *, retry_forever: bool = False) -> RedisSettings:

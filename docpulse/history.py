@@ -2,9 +2,11 @@
 
 One script stamps the next `seq`, appends the event to the history and publishes it, atomically and
 in one round trip, so history and live never disagree. The published payload is the event's JSON
-with `"seq"` added. The epoch names one continuous life of the counter and history: when they are
-lost (a Redis restart without persistence, an idle tenant's history expiring) the next publish
-starts a new epoch, so a reader never mistakes a new history for the old one.
+with `"seq"` added; on a Redis Cluster the script SPUBLISHes it (the channel hashes to the slot of
+the tenant's keys), on one Redis it PUBLISHes (docpulse.scripts). The epoch names one continuous
+life of the counter and history: when they are lost (a Redis restart without persistence, an idle
+tenant's history expiring) the next publish starts a new epoch, so a reader never mistakes a new
+history for the old one.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import secrets
 from typing import Final
 
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
+from docpulse.connections import RecordsRedis, register_script
 from docpulse.keys import TenantKeys
 from docpulse.scripts import lua
 
 _PUBLISH: Final = lua("docpulse", "publish_event.lua")
+_SPUBLISH: Final = lua("docpulse", "publish_event.lua", sharded=True)
 _AFTER: Final = lua("docpulse", "history_after.lua")
 
 
@@ -46,12 +50,13 @@ class Announcement(msgspec.Struct, frozen=True):
 
 
 class EventLog:
-    def __init__(self, redis: Redis, *, max_length: int, ttl_s: int) -> None:
+    def __init__(self, redis: RecordsRedis, *, max_length: int, ttl_s: int) -> None:
         self._redis = redis
         self._max_length = max_length
         self._ttl_s = ttl_s
-        self._publish = redis.register_script(_PUBLISH)
-        self._after = redis.register_script(_AFTER)
+        self.sharded = isinstance(redis, RedisCluster)  # events are SPUBLISHed
+        self._publish = register_script(redis, _SPUBLISH if self.sharded else _PUBLISH)
+        self._after = register_script(redis, _AFTER)
 
     def announcement(self, keys: TenantKeys, event_json: bytes) -> Announcement:
         """What a script needs to stamp, keep and publish `event_json` as `append` does."""

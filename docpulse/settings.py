@@ -25,6 +25,9 @@ class Settings:
     # REDIS_SSL_CERT_REQS: none | optional | required, for rediss:// URLs. Heroku Redis uses
     # self-signed certificates, so its documented setting is "none".
     redis_ssl_cert_reqs: str = "none"
+    # REDIS_CLUSTER_URL: any node of a Redis/Valkey Cluster (the rest is discovered) for the
+    # records and the event bus, whose events are then SPUBLISHed; empty: all on REDIS_URL
+    redis_cluster_url: str = ""
     # REDIS_RETRY: seconds a job's Redis calls keep retrying before the attempt is handed back
     redis_retry_s: float = 5.0
     # DOCPULSE_NAMESPACE: prefix of every key, channel and queue name (tests use a per-run one)

@@ -23,6 +23,7 @@ from app.main import create_app
 from cli.embedded import EmbeddedRedis
 from docpulse.settings import Settings
 from tests.helpers.browser import launched
+from tests.helpers.cluster import ValkeyCluster, cluster_running
 from tests.helpers.processes import web_running
 from tests.helpers.redistools import Listener
 from tests.helpers.webtools import AppClient, MakeClient, keyed
@@ -44,6 +45,13 @@ SERVERS = ["valkey"] + (["redis7"] if os.environ.get("TEST_REDIS_URL") else [])
 def valkey() -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[ValkeyCluster]:
+    """A Valkey Cluster of 3 primaries and 3 replicas (tests/helpers/cluster.py), for the session:
+    a test that fails a primary over or migrates a slot leaves it healthy, 3 and 3 again."""
+    yield from cluster_running()
 
 
 @pytest.fixture(params=SERVERS)

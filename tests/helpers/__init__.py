@@ -11,6 +11,9 @@
   when a document ended, cancel and retry documents (`controls`).
 - `redistools`: `Listener` (a raw Pub/Sub subscriber), `awaited` (a redis-py reply its types
   leave sync-or-async), `drop_subscribers`.
+- `cluster`: a local Valkey Cluster of 3 primaries and 3 replicas (`ValkeyCluster`, the
+  `valkey_cluster` fixture's), with `node_of(key)`, `migrate_slot` and `fail_over`.
+- `sharded`: `ShardedListener`, a sharded Pub/Sub subscriber on a cluster (valkey-glide).
 - `processes`: the Procfile's lines, `docpulse ...` and `docpulse web` as real processes
   (`docpulse_process`: web or worker in production mode, its output kept), `stop`, /proc.
 - `rawhttp`: requests aiohttp's HTTP parser refuses, carrying secrets, sent as raw bytes.
