@@ -18,7 +18,7 @@ from rich.console import Console
 
 from cli.follow import follow, report
 from docpulse.bus import EventBus
-from docpulse.connections import redis_client
+from docpulse.connections import records_client
 from docpulse.keys import Keys
 from docpulse.logs import configure_logging
 from docpulse.queue import create_arq_pool
@@ -218,7 +218,7 @@ async def _submit_to_redis(
     console: Console,
 ) -> int:
     keys = Keys(settings.namespace)
-    redis = redis_client(settings)
+    redis = records_client(settings)  # the records' server; arq's pool is the queue's
     arq = await create_arq_pool(settings)
     records = Records(redis, keys)
 
