@@ -11,6 +11,7 @@ of pending enqueues queues it; the sweep and the upload both enqueueing runs the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from store.records import Records
 from tests.helpers.jobs import ended, run_burst
 from tests.helpers.redistools import Listener, awaited
 from tests.helpers.webtools import ACME, MakeClient
+from workers.sweeper import Sweeper
 
 TEXT = b"# Notes\n\nA few words about documents.\n"
 
@@ -264,3 +266,23 @@ async def test_a_job_the_upload_and_the_sweep_both_enqueue_runs_once(
     started = [e.event for e in await listener.drain() if e.phase == "started"]
     assert started == ["parse_started", "chunk_started", "embed_started"]
     assert await redis.zcard(keys.queue) == 0
+
+
+async def test_of_many_workers_one_sweeps_per_interval(
+    settings: Settings, redis: Redis, arq: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(settings.namespace)
+    records = Records(redis, keys)
+    with monkeypatch.context() as patched:
+        patched.setattr(pending, "enqueue", enqueue_fails)
+        document_id = await submit(records, arq, keys)
+    doc = await records.get_document("acme", document_id)
+    assert doc is not None
+    mark = keys.tenant("acme").pending_enqueues
+    await redis.zadd(mark, {str(doc.parse_job): 1})  # marked long ago
+    workers = [Sweeper(records, arq, keys, interval_s=60) for _ in range(5)]
+    swept = await asyncio.gather(*(w.sweep_once() for w in workers))
+    assert sorted(swept) == [0, 0, 0, 0, 1]
+    assert await redis.zcard(keys.queue) == 1
+    assert await redis.zcard(mark) == 0
+    await processed(settings, redis, document_id)

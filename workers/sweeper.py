@@ -11,21 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
+from docpulse.keys import Keys
 from store.pending import PendingEnqueues
-from workers.deps import Deps
+from store.records import Records
 
 logger = logging.getLogger(__name__)
 
 
 class Sweeper:
-    def __init__(self, deps: Deps) -> None:
-        self._pending = PendingEnqueues(deps.records, deps.arq, deps.keys)
-        self._redis = deps.records.redis
-        self._lock = deps.keys.enqueue_sweep
-        self._interval_ms = max(1, int(deps.settings.enqueue_sweep_interval_s * 1000))
+    def __init__(self, records: Records, arq: ArqRedis, keys: Keys, *, interval_s: float) -> None:
+        self._pending = PendingEnqueues(records, arq, keys)
+        self._redis = records.redis
+        self._lock = keys.enqueue_sweep
+        self._interval_ms = max(1, int(interval_s * 1000))
 
     async def sweep_once(self) -> int:
         """One sweep if no other worker swept within the interval: the jobs settled."""

@@ -215,9 +215,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         parse_turns=asyncio.Semaphore(settings.parse_concurrency),
         **({"start_soon": worker.start_soon} if isinstance(worker, DocpulseWorker) else {}),
     )
-    ctx["sweeper_task"] = asyncio.create_task(
-        Sweeper(ctx["deps"]).run(), name="docpulse-enqueue-sweeper"
-    )
+    deps: Deps = ctx["deps"]
+    sweeper = Sweeper(deps.records, deps.arq, keys, interval_s=settings.enqueue_sweep_interval_s)
+    ctx["sweeper_task"] = asyncio.create_task(sweeper.run(), name="docpulse-enqueue-sweeper")
     logger.info("worker ready: queue %s, embedder %s", keys.queue, embedder.name)
 
 
