@@ -1,8 +1,8 @@
-"""arq's jobs as its `enqueue_job` writes them, and the two scripts that put a stage's job on arq's
-queue (on the queue's server, docpulse/connections.py): `enqueue` a job the first time, `requeue`
-a retried one. Both are idempotent, so an upload or retry and the sweeper (store/pending.py) may
-both run them: the same job id, key names, payload and expiry as arq's, so a worker runs them
-exactly as jobs enqueued through arq."""
+"""arq's jobs as its `enqueue_job` writes them, and the scripts on arq's side (the queue's server,
+docpulse/connections.py): `enqueue` a stage's job the first time, `requeue` a retried one,
+`abort` a cancelled one. Enqueueing is idempotent, so an upload or retry and the sweeper
+(store/pending.py) may both do it: the same job id, key names, payload and expiry as arq's, so a
+worker runs them exactly as jobs enqueued through arq."""
 
 from __future__ import annotations
 
@@ -104,10 +104,16 @@ async def running(arq: ArqRedis, keys: Keys, job_id: int) -> bool:
     return bool(await arq.exists(in_progress_key_prefix + keys.arq_job_id(job_id)))
 
 
-async def abort(arq: ArqRedis, keys: Keys, job_id: int) -> None:
-    """Add the job to arq's abort set: a worker running it stops it, a waiting one never starts."""
-    await arq.zadd(abort_jobs_ss, {keys.arq_job_id(job_id): timestamp_ms()})
+async def abort(arq: ArqRedis, keys: Keys, job_id: int, attempt: int) -> None:
+    """Add the job to arq's abort set for its cancelled `attempt` (store/abort_job.lua): a worker
+    running it stops it, a waiting one never starts; a later attempt a retry queued runs."""
+    arq_id = keys.arq_job_id(job_id)
+    script = arq.register_script(_ABORT_JOB)
+    await script(
+        keys=[abort_jobs_ss, keys.requeued(arq_id)], args=[arq_id, timestamp_ms(), attempt]
+    )
 
 
 _ENQUEUE_JOB: Final = lua("store", "enqueue_job.lua")
 _REQUEUE_JOB: Final = lua("store", "requeue_job.lua")
+_ABORT_JOB: Final = lua("store", "abort_job.lua")

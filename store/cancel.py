@@ -97,8 +97,8 @@ class Controls:
             if reply[0] == "ok":
                 if announced:
                     self._bus.announced()
-                if reply[3] == "1":
-                    await self._abort(tenant_id, int(reply[2]))
+                if reply[3] == "1" and unfinished is not None and unfinished.job is not None:
+                    await self._abort(tenant_id, unfinished.job.job_id, unfinished.job.attempt)
                 return True
             if reply[0] == "cancelled":
                 return False
@@ -148,9 +148,9 @@ class Controls:
 
     # arq's side, after the records changed -------------------------------------------------
 
-    async def _abort(self, tenant_id: str, job_id: int) -> None:
+    async def _abort(self, tenant_id: str, job_id: int, attempt: int) -> None:
         try:
-            await arq_jobs.abort(self._arq, self._keys, job_id)
+            await arq_jobs.abort(self._arq, self._keys, job_id, attempt)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "job %s of %s cancelled; arq's abort not sent (%s): a worker will find it ended",

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import msgspec
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix
+from arq.constants import abort_jobs_ss, result_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError
 
@@ -201,3 +201,27 @@ async def test_a_cancel_whose_abort_is_lost_still_ends_the_document_once(
     await listener.until(lambda ev: ended(doc.document_id, ev))
     events = await listener.drain()
     assert [(e.event, e.error) for e in events] == [("parse_failed", "cancelled")]
+
+
+async def test_a_cancels_late_abort_does_not_stop_the_attempt_a_retry_queued(
+    split_settings: Settings,
+    redis: Redis,
+    queue_redis: Redis,
+    arq: ArqRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = Keys(split_settings.namespace)
+    doc = await submit(split_settings, redis, "a.md", TEXT)
+    async with controls(split_settings) as control:
+        with monkeypatch.context() as patched:
+            patched.setattr(arq_jobs, "abort", raising)  # held up: it arrives after the retry
+            assert await control.cancel("acme", doc.document_id)
+        assert await control.retry("acme", doc.document_id) == 2
+    arq_id = keys.arq_job_id(doc.parse_job or 0)
+    await arq_jobs.abort(arq, keys, doc.parse_job or 0, attempt=1)  # the cancel's, late
+    assert await queue_redis.zscore(abort_jobs_ss, arq_id) is None
+    await arq_jobs.abort(arq, keys, doc.parse_job or 0, attempt=2)  # a cancel of the retry's
+    assert await queue_redis.zscore(abort_jobs_ss, arq_id) is not None
+    await queue_redis.zrem(abort_jobs_ss, arq_id)
+    await run_burst(split_settings)
+    assert await document_state(redis, split_settings.namespace, doc.document_id) == "done"
