@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from app import auth
-from app.appkeys import HUB, KEYS, REDIS, SETTINGS, TENANT_SOCKETS
+from app.appkeys import ARQ, HUB, KEYS, REDIS, SETTINGS, TENANT_SOCKETS
 from app.metrics import DEAF_RECONNECTS, REPAIRS, SUBSCRIPTION_RECONNECTS
 from app.operator_auth import (
     clear_cookie,
@@ -106,7 +106,9 @@ def _with_sockets(app: web.Application, tenants: list[TenantView]) -> list[Tenan
 async def overview(request: web.Request) -> web.Response:
     await require_operator(request)
     app = request.app
-    found = await read_overview(app[REDIS], app[KEYS], liveness_ttl_s=app[SETTINGS].liveness_ttl_s)
+    found = await read_overview(
+        app[REDIS], app[ARQ], app[KEYS], liveness_ttl_s=app[SETTINGS].liveness_ttl_s
+    )
     body: dict[str, Any] = {
         "at": datetime.now(UTC),
         "queue": found.queue,

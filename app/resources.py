@@ -1,6 +1,7 @@
-"""One cleanup context per resource: the Redis client (records, tickets, readiness; a bounded
-pool, REDIS_MAX_CONNECTIONS), the arq client that enqueues jobs by name (on the same pool), and
-the hub (with a client of its own for its subscription and probes)."""
+"""One cleanup context per resource: the Redis clients of both roles (docpulse/connections.py
+`Servers`: the records, tickets and readiness; arq's queue, which the arq client that enqueues jobs
+by name shares; one client and one bounded pool, REDIS_MAX_CONNECTIONS, on one Redis), and the hub
+(with a client of its own for its subscription and probes, on the records' server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from arq.connections import ArqRedis
 from app.appkeys import ARQ, CONTROLS, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.relay.hub import Hub
 from docpulse.bus import EventBus
-from docpulse.connections import redis_client
+from docpulse.connections import records_client, servers
 from docpulse.history import EventLog
 from docpulse.queue import deserialize, serialize
 from store.cancel import Controls
@@ -21,18 +22,19 @@ from store.records import Records
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = redis_client(
+    clients = servers(
         settings,
         retry_for_s=2.0,
         max_connections=settings.redis_max_connections,  # bounded: a flood waits, then 503
         pool_timeout_s=settings.redis_pool_timeout_s,
     )
+    redis = clients.records
     app[REDIS] = redis
     app[RECORDS] = Records(redis, app[KEYS], ttl_s=settings.result_ttl_s)
-    # arq's client shares the pool: it needs no connection of its own, and unlike arq's
-    # `create_pool` it does not insist on reaching Redis at start-up (/readyz reports that)
+    # arq's client shares the queue client's pool: it needs no connection of its own, and unlike
+    # arq's `create_pool` it does not insist on reaching Redis at start-up (/readyz reports that)
     app[ARQ] = ArqRedis(
-        connection_pool=redis.connection_pool,
+        connection_pool=clients.queue.connection_pool,
         job_serializer=serialize,
         job_deserializer=deserialize,
         default_queue_name=app[KEYS].queue,
@@ -41,7 +43,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     bus = EventBus.from_settings(redis, settings)
     app[CONTROLS] = Controls(redis, app[ARQ], app[KEYS], app[RECORDS], bus)
     yield
-    await redis.aclose()
+    await clients.aclose()
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -49,7 +51,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     log = EventLog(app[REDIS], max_length=settings.history_length, ttl_s=settings.history_ttl_s)
     # the subscription and its probes get a client of their own: requests that use up the
     # bounded pool must not keep the hub from (re)subscribing or probing
-    events_redis = redis_client(settings, retry_for_s=2.0)
+    events_redis = records_client(settings, retry_for_s=2.0)
     hub = Hub(
         events_redis,
         app[KEYS],

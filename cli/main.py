@@ -18,7 +18,7 @@ from rich.console import Console
 
 from cli.follow import follow, report
 from docpulse.bus import EventBus
-from docpulse.connections import redis_client
+from docpulse.connections import records_client
 from docpulse.keys import Keys
 from docpulse.logs import configure_logging
 from docpulse.queue import create_arq_pool
@@ -104,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dev()
     if args.command == "token":
         return _token(settings, args.tenant, args.ttl, operator=args.operator)
+    if args.command in ("web", "worker") and settings.redis_cluster_url:
+        # a cluster URL that the processes ignored would run everything on REDIS_URL unasked
+        print(
+            f"docpulse {args.command}: REDIS_CLUSTER_URL is set, but docpulse {args.command} does"
+            " not run on a Redis Cluster yet (README: On a Redis Cluster); unset it",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "web":
         return _web(settings, host=args.host, port=args.port)
     if args.command == "worker":
@@ -218,7 +226,7 @@ async def _submit_to_redis(
     console: Console,
 ) -> int:
     keys = Keys(settings.namespace)
-    redis = redis_client(settings)
+    redis = records_client(settings)  # the records' server; arq's pool is the queue's
     arq = await create_arq_pool(settings)
     records = Records(redis, keys)
 

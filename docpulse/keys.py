@@ -34,6 +34,17 @@ class Keys:
         """arq's `_job_id` for our integer job id: enqueueing the same job twice is a no-op."""
         return f"{self.namespace}dp-job-{job_id}"
 
+    def requeued(self, arq_job_id: str) -> str:
+        """On the queue's server: the attempt a retry last put arq's job `arq_job_id` back on the
+        queue for, so doing it again for the same attempt is a no-op (store/requeue_job.lua)."""
+        return f"{self.namespace}dp:requeued:{arq_job_id}"
+
+    @property
+    def enqueue_sweep(self) -> str:
+        """Set for one ENQUEUE_SWEEP_INTERVAL by the worker that sweeps then (workers/sweeper.py):
+        one sweep per interval, however many workers."""
+        return f"{self.namespace}dp:enqueue-sweep"
+
     @property
     def worker_prefix(self) -> str:
         """A worker's keys without its id and suffix (workers/orphaned_marks.lua builds them)."""
@@ -115,6 +126,13 @@ class TenantKeys:
     def stored_expiry(self) -> str:
         """Sorted set of stored document ids, scored by when RESULT_TTL expires them (ms)."""
         return f"{self._base}:stored_expiry"
+
+    @property
+    def pending_enqueues(self) -> str:
+        """Sorted set of the tenant's job ids accepted (an upload, a retry) but not yet known to be
+        on arq's queue, scored by when (ms): written with the records, cleared once the job is
+        enqueued; a worker's sweeper enqueues those left behind (store/pending.py)."""
+        return f"{self._base}:pending_enqueues"
 
     @property
     def in_flight_swept(self) -> str:

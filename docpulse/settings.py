@@ -20,8 +20,15 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    # REDIS_URL: redis://, rediss:// (TLS) or unix:// URL of the queue and event bus
+    # REDIS_URL: redis://, rediss:// (TLS) or unix:// URL of arq's queue, and by default of the
+    # records and the event bus too
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # RECORDS_REDIS_URL: the records, history, events and caps on another Redis than the queue
+    # (empty: REDIS_URL); docpulse/connections.py `Servers`
+    records_redis_url: str = ""
+    # ENQUEUE_SWEEP_INTERVAL: seconds between a worker's looks for accepted jobs not yet on arq's
+    # queue (an upload or retry whose enqueue was lost), older than this (store/pending.py)
+    enqueue_sweep_interval_s: float = 5.0
     # REDIS_SSL_CERT_REQS: none | optional | required, for rediss:// URLs. Heroku Redis uses
     # self-signed certificates, so its documented setting is "none".
     redis_ssl_cert_reqs: str = "none"
@@ -185,6 +192,11 @@ class Settings:
         return "text" if self.docpulse_dev else "json"
 
     @property
+    def records_url(self) -> str:
+        """Where the records live: RECORDS_REDIS_URL, else REDIS_URL."""
+        return self.records_redis_url or self.redis_url
+
+    @property
     def allowed_origin_set(self) -> frozenset[str]:
         return frozenset(
             o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
@@ -209,6 +221,8 @@ class Settings:
             raise SettingsError("REDIS_SSL_CERT_REQS must be none, optional or required")
         if self.log_format not in ("", *LOG_FORMATS):
             raise SettingsError("LOG_FORMAT must be json or text")
+        if self.enqueue_sweep_interval_s <= 0:
+            raise SettingsError("ENQUEUE_SWEEP_INTERVAL must be more than 0 seconds")
         if self.liveness_ttl_s <= 0:
             raise SettingsError("WORKER_LIVENESS_TTL must be more than 0 seconds")
         if not 0 <= self.chunk_overlap < self.chunk_size:
@@ -246,6 +260,7 @@ _ENV_NAMES = {
     "upload_timeout_s": "UPLOAD_TIMEOUT",
     "header_timeout_s": "HEADER_TIMEOUT",
     "redis_pool_timeout_s": "REDIS_POOL_TIMEOUT",
+    "enqueue_sweep_interval_s": "ENQUEUE_SWEEP_INTERVAL",
 }
 _DEFAULTS = Settings()
 

@@ -1,12 +1,14 @@
 -- Admit a document under its tenant's upload caps (caps.py). With a document id it is created
--- and its parse job queued in the same step (records.py `create_document`): stored whole, or
--- refused having stored nothing. Without one it only answers whether an upload of `size` bytes
+-- with its queued parse job, marked pending enqueue, in the same step (records.py
+-- `create_document`): stored whole, or refused having stored nothing. arq's queue lives on
+-- another server (it may): the caller enqueues the job there next and clears the mark, and a
+-- worker's sweeper enqueues it if the caller could not (store/pending.py). Without one it only answers whether an upload of `size` bytes
 -- would be admitted now (caps.py `CapCounters.check`, before the body is read), and counts nothing.
 -- Returns 0 (admitted) or {cap, retry after s, limit}.
 
--- KEYS: the tenant's caps (TenantKeys.caps()), then, to create a document, its keys, then, to
--- queue its parse job, arq's. The records looked up by `doc_prefix` are the tenant's, under the
--- same hash tag as the declared keys.
+-- KEYS: the tenant's caps (TenantKeys.caps()), then, to create a document, its keys. The
+-- records looked up by `doc_prefix` are the tenant's, under the same hash tag as the declared
+-- keys: one slot.
 local uploads = KEYS[1]          -- zset: admitted upload ids by time (the per-minute window)
 local in_flight = KEYS[2]        -- set: ids of documents queued or running
 local sizes = KEYS[3]            -- hash: id -> bytes of the documents still stored
@@ -18,9 +20,7 @@ local content_key = KEYS[8]      -- string
 local documents = KEYS[9]        -- zset: the tenant's document ids
 local job = KEYS[10]             -- hash: the parse job's record
 local jobs_by_update = KEYS[11]  -- zset
-local arq_job_key = KEYS[12]     -- arq's job key, its result key and the queue ('' arq job id:
-local arq_result_key = KEYS[13]  -- none of the three is given)
-local arq_queue = KEYS[14]
+local pending = KEYS[12]         -- zset: job ids not yet known to be on arq's queue, by ms
 
 -- ARGV: the caps (Caps.args; 0 is no cap), the size, then, to create a document, the rest.
 local per_minute = tonumber(ARGV[1])
@@ -30,14 +30,10 @@ local doc_prefix = ARGV[4]
 local size = tonumber(ARGV[5])   -- bytes of the upload
 local id = ARGV[6] or ''         -- the document id (absent or '': only check)
 local job_id = ARGV[7]
-local job_updated_ms = ARGV[8]
+local job_updated_ms = ARGV[8]   -- also the job's score in `pending`
 local content = ARGV[9]
-local arq_id = ARGV[10]          -- '': queue nothing
-local arq_payload = ARGV[11]
-local arq_score = ARGV[12]       -- ms
-local arq_expires_ms = ARGV[13]
-local doc_items = tonumber(ARGV[14])  -- the document's field/value items from ARGV[15] on; then
-local DOC_FIRST = 15                  -- the job's, to the end
+local doc_items = tonumber(ARGV[10])  -- the document's field/value items from ARGV[11] on; then
+local DOC_FIRST = 11                  -- the job's, to the end
 
 local WINDOW_MS = 60000          -- uploads per minute: a sliding window
 local IN_FLIGHT_RETRY_S = 5      -- Retry-After at the in-flight cap (a hint)
@@ -106,7 +102,7 @@ end
 
 -- Creating. Redis does not roll a script back when a command in it fails: every write before the
 -- failing one stays. So everything that could make a write fail (a key of the wrong type, a
--- counter that is not a number, the arq job already there) is checked before the first write,
+-- counter that is not a number) is checked before the first write,
 -- and a refused precondition is an error reply having written nothing. (Under maxmemory, Redis
 -- refuses only a script's first write; after that it lets the script finish.) The only writes
 -- that may come before a failure are refusal()'s housekeeping (forgetting what expired, the
@@ -120,29 +116,22 @@ local function wrong_type(key, ...)
 end
 
 -- why this document cannot be created and enqueued whole, or nil
-local function precondition(enqueue)
+local function precondition()
   local checks = {
     {documents, 'zset'}, {job, 'hash'}, {jobs_by_update, 'zset'}, {uploads, 'zset'},
-    {in_flight, 'set'}, {sizes, 'hash'}, {total, 'string'}, {expiry, 'zset'},
+    {in_flight, 'set'}, {sizes, 'hash'}, {total, 'string'}, {expiry, 'zset'}, {pending, 'zset'},
   }
   for _, c in ipairs(checks) do
     if wrong_type(c[1], c[2]) then return 'wrong type of key ' .. c[1] end
   end
   local sum = redis.call('GET', total)
   if sum and not string.match(sum, '^%-?%d+$') then return 'not an integer: ' .. total end
-  if enqueue then
-    if redis.call('EXISTS', arq_job_key, arq_result_key) > 0 then
-      return 'arq job ' .. arq_id .. ' exists already'
-    end
-    if wrong_type(arq_queue, 'zset') then return 'wrong type of key ' .. arq_queue end
-  end
   return nil
 end
 
 -- sent again after its reply was lost (the client retries on a connection error): it ran
 if redis.call('EXISTS', document) == 1 then return 0 end
-local enqueue = arq_id ~= ''
-local bad = precondition(enqueue)
+local bad = precondition()
 if bad then return redis.error_reply('docpulse: ' .. bad) end
 local now = now_ms()
 local no = refusal(now)
@@ -153,15 +142,11 @@ redis.call('SET', content_key, content)
 redis.call('ZADD', documents, id, id)
 redis.call('HSET', job, unpack(ARGV, split + 1))
 redis.call('ZADD', jobs_by_update, job_updated_ms, job_id)
+redis.call('ZADD', pending, job_updated_ms, job_id)
 -- count the admitted document in every cap
 redis.call('ZADD', uploads, now, id)
 redis.call('PEXPIRE', uploads, WINDOW_MS)
 redis.call('SADD', in_flight, id)
 redis.call('HSET', sizes, id, size)
 redis.call('INCRBY', total, size)
-if enqueue then
-  -- what arq's enqueue_job does (its job key was checked absent above)
-  redis.call('SET', arq_job_key, arq_payload, 'PX', arq_expires_ms, 'NX')
-  redis.call('ZADD', arq_queue, arq_score, arq_id)
-end
 return 0

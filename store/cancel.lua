@@ -1,18 +1,20 @@
 -- Cancel a document (cancel.py `cancel`): the job of the stage that has not finished ends failed
 -- with error "cancelled" (a stage not yet enqueued gets its record, ended so), the document
 -- becomes `cancelled` and leaves the in-flight set, and the ending is announced, in one step.
--- A running job's arq id goes into arq's abort set, so its worker stops it; the worker's own
--- ending then finds the job ended (end_job.lua) and publishes nothing: one terminal event.
+-- The records are the truth: arq's keys live on the queue's server, which this script does not
+-- touch. The reply says whether the job may be on arq's queue or running; the caller then adds
+-- its arq id to arq's abort set there (best effort), so its worker stops it. Either way the
+-- worker's own ending finds the job ended (end_job.lua) and publishes nothing: one terminal event.
 -- The caller read the records first and names what it expects; if they changed since, the
--- reply is 'stale' and it reads again. Replies: {'ok', stage, job_id}, {'cancelled'} (it was
--- already), {'ended', state} (done or failed: nothing to cancel), {'missing'}, {'stale'}.
+-- reply is 'stale' and it reads again. Replies: {'ok', stage, job_id, abort (1 or 0)},
+-- {'cancelled'} (it was already), {'ended', state} (done or failed: nothing to cancel),
+-- {'missing'}, {'stale'}.
 --!include docpulse/append_event.inc.lua
 local document = KEYS[1]         -- hash: the document's record
 local in_flight = KEYS[2]        -- set: the tenant's documents queued or running
 local jobs_by_update = KEYS[3]   -- zset
 local sequence = KEYS[4]         -- the tenant's event log (append_event)
 local history = KEYS[5]
-local abort_set = KEYS[6]        -- arq's abort set (zset of arq job ids)
 local document_id = ARGV[1]
 local job_prefix = ARGV[2]       -- a job's key without its id (the tenant's, keys.py)
 local stage = ARGV[3]            -- the stage the caller found unfinished
@@ -21,12 +23,11 @@ local attempt = ARGV[5]          -- the job's attempt as read ('' for a stage wi
 local updated_ms = ARGV[6]
 local finished_at = ARGV[7]
 local tenant_id = ARGV[8]
-local arq_job_id = ARGV[9]
-local channel = ARGV[10]         -- append_event's arguments ('' when there is no event)
-local event = ARGV[11]
-local max_length = ARGV[12]
-local ttl_s = ARGV[13]
-local new_epoch = ARGV[14]
+local channel = ARGV[9]          -- append_event's arguments ('' when there is no event)
+local event = ARGV[10]
+local max_length = ARGV[11]
+local ttl_s = ARGV[12]
+local new_epoch = ARGV[13]
 
 local state = redis.call('HGET', document, 'state')
 if not state then return {'missing'} end
@@ -45,6 +46,7 @@ end
 if current ~= stage then return {'stale'} end
 
 local job
+local abort = 0                  -- 1: the job may be on arq's queue or running
 if current_id == nil then
   if attempt ~= '' then return {'stale'} end
   job = job_prefix .. job_id
@@ -60,7 +62,7 @@ else
   if stored[3] then return {'ended', stored[1]} end
   redis.call('HDEL', job, 'note')
   if stored[1] == 'running' or stored[1] == 'retrying' or stored[1] == 'queued' then
-    redis.call('ZADD', abort_set, updated_ms, arq_job_id)
+    abort = 1
   end
 end
 redis.call('HSET', job, 'state', 'failed', 'error', 'cancelled', 'finished_at', finished_at,
@@ -72,4 +74,4 @@ if event ~= '' then
   append_event(sequence, history, channel, event, max_length, ttl_s, new_epoch)
   redis.call('HSET', job, 'announced', '1')
 end
-return {'ok', stage, job_id}
+return {'ok', stage, job_id, abort}

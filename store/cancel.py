@@ -12,34 +12,42 @@
   job's next attempt (its events carry it); the stages before keep their results.
 - `retry_many`: every failed (or cancelled) document of a tenant, newest first, at most `limit`.
 
-Each is one script (cancel.lua, retry.lua) after one read: the script checks that the records
-are still as read ('stale' otherwise, and the read is done again shortly), so endings that race
-a cancel still end each stage attempt once. A stage's job the worker is making (its document
-names it, its record is not written yet) is stale too, for the moment it takes.
+Each is one script on the records (cancel.lua, retry.lua) after one read: the script checks that
+the records are still as read ('stale' otherwise, and the read is done again shortly), so endings
+that race a cancel still end each stage attempt once. A stage's job the worker is making (its
+document names it, its record is not written yet) is stale too, for the moment it takes.
+
+arq's keys live on the queue's server (`arq`; the same Redis by default), and the records are the
+truth. A cancel then adds the job to arq's abort set, best effort: were that lost, a queued job
+finds its record ended and does nothing, a running one runs on and its ending changes nothing. A
+retry first checks there that the job's last attempt no longer runs (arq's in-progress mark:
+else `busy`), and after its script puts the job back on arq's queue (store/arq_jobs.py
+`requeue`); were that lost, the retry's pending-enqueue mark has a worker's sweep do it
+(store/pending.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from arq.connections import ArqRedis
-from arq.constants import (
-    abort_jobs_ss,
-    in_progress_key_prefix,
-    retry_key_prefix,
-)
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from docpulse.bus import EventBus
 from docpulse.events import STAGES, Stage, make_event
 from docpulse.keys import Keys
 from docpulse.scripts import lua
 from docpulse.tenants import topic_for
-from store.arq_jobs import arq_job
+from store import arq_jobs
+from store.pending import PendingEnqueues
 from store.records import DocumentRecord, JobRecord, Records, now
+
+logger = logging.getLogger(__name__)
 
 CANCELLED: Final = "cancelled"  # the error of a cancelled stage
 RETRYABLE: Final = ("failed", "cancelled")
@@ -77,6 +85,7 @@ class Controls:
         self._bus = bus
         self._cancel = redis.register_script(_CANCEL)
         self._retry = redis.register_script(_RETRY)
+        self._pending = PendingEnqueues(records, arq, keys)
 
     async def cancel(self, tenant_id: str, document_id: int) -> bool:
         """Cancel the document: True if this call did, False if it was cancelled already.
@@ -88,6 +97,8 @@ class Controls:
             if reply[0] == "ok":
                 if announced:
                     self._bus.announced()
+                if reply[3] == "1" and unfinished is not None and unfinished.job is not None:
+                    await self._abort(tenant_id, unfinished.job.job_id, unfinished.job.attempt)
                 return True
             if reply[0] == "cancelled":
                 return False
@@ -107,15 +118,17 @@ class Controls:
                 raise Refused("state", doc.state)
             if unfinished is None or unfinished.job is None:
                 raise Refused("state", doc.state)
-            reply = await self._retry_script(doc, unfinished.job)
+            if await arq_jobs.running(self._arq, self._keys, unfinished.job.job_id):
+                raise Refused("busy")
+            marked_ms = _ms(now())
+            reply = await self._retry_script(doc, unfinished.job, marked_ms)
             if reply[0] == "ok":
+                await self._requeue(tenant_id, unfinished.job.job_id, marked_ms)
                 return int(reply[3])
             if reply[0] == "state":
                 raise Refused("state", reply[1])
             if reply[0] == "missing":
                 raise Refused("missing")
-            if reply[0] == "busy":
-                raise Refused("busy")
         raise Refused("busy", "changing")
 
     async def retry_many(
@@ -132,6 +145,22 @@ class Controls:
                 continue  # it changed meanwhile (deleted, or retried by another call)
             retried.append(document_id)
         return retried, len(found) > limit
+
+    # arq's side, after the records changed -------------------------------------------------
+
+    async def _abort(self, tenant_id: str, job_id: int, attempt: int) -> None:
+        try:
+            await arq_jobs.abort(self._arq, self._keys, job_id, attempt)
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "job %s of %s cancelled; arq's abort not sent (%s): a worker will find it ended",
+                job_id, tenant_id, type(exc).__name__,
+            )  # fmt: skip
+
+    async def _requeue(self, tenant_id: str, job_id: int, marked_ms: int) -> None:
+        job = await self._records.get_job(tenant_id, job_id)
+        if job is not None:
+            await self._pending.settle_soon(job, marked_ms)
 
     # the read before a script, and the scripts ----------------------------------------------
 
@@ -170,31 +199,22 @@ class Controls:
         moment = now()
         keys = [
             tk.document(document_id), tk.in_flight, tk.jobs_by_update, tk.sequence, tk.history,
-            abort_jobs_ss,
         ]  # fmt: skip
         args = [
             document_id, tk.job_prefix, stage, job_id, tried, _ms(moment), moment.isoformat(),
-            tenant_id, self._keys.arq_job_id(job_id),
+            tenant_id,
             *(["", "", 0, 0, ""] if announcement is None else announcement.args),
         ]  # fmt: skip
         reply = _strings(await self._cancel(keys=keys, args=args))
         return reply, announcement is not None
 
-    async def _retry_script(self, doc: DocumentRecord, job: JobRecord) -> list[str]:
+    async def _retry_script(self, doc: DocumentRecord, job: JobRecord, marked_ms: int) -> list[str]:
         tk = self._keys.tenant(doc.tenant_id)
-        queued = arq_job(
-            self._arq, self._keys, job.stage, (doc.tenant_id, doc.document_id, job.job_id)
-        )
-        arq_id = queued.job_id
         keys = [
             tk.document(doc.document_id), tk.in_flight, tk.jobs_by_update, tk.job(job.job_id),
-            queued.job_key, queued.result_key, retry_key_prefix + arq_id,
-            in_progress_key_prefix + arq_id, abort_jobs_ss, queued.queue,
+            tk.pending_enqueues,
         ]  # fmt: skip
-        args: list[str | int | bytes] = [
-            doc.document_id, tk.job_prefix, job.stage, job.job_id, _ms(now()), arq_id,
-            queued.payload, queued.score_ms, queued.expires_ms,
-        ]  # fmt: skip
+        args: list[str | int] = [doc.document_id, tk.job_prefix, job.stage, job.job_id, marked_ms]
         return _strings(await self._retry(keys=keys, args=args))
 
     async def _in_state(self, tenant_id: str, state: str, wanted: int) -> list[int]:

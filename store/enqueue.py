@@ -1,5 +1,6 @@
 """Documents' stage jobs on the arq queue, together with their records: submit a document
-(stored and its parse job queued in one script), enqueue a stage's job, abort one.
+(stored with its queued parse job in one script, then enqueued: store/pending.py), enqueue a
+stage's job, abort one.
 
 The job names and the serializer are the contract's (docpulse/queue.py); this module writes
 records too, so it is the storage layer's.
@@ -7,38 +8,22 @@ records too, so it is the storage layer's.
 
 from __future__ import annotations
 
-from typing import Final
-
 from arq.connections import ArqRedis
 
 from docpulse.bus import EventBus
 from docpulse.keys import Keys
-from docpulse.scripts import lua
 from store import tenant_index
-from store.arq_jobs import arq_job
+from store.arq_jobs import enqueue
 from store.cancel import Controls, Refused
 from store.caps import NO_CAPS, Caps
-from store.records import ArqJobFor, DocumentRecord, JobRecord, QueuedArqJob, Records
+from store.pending import PendingEnqueues
+from store.records import DocumentRecord, JobRecord, Records
 
 
 async def enqueue_stage(arq: ArqRedis, keys: Keys, job: JobRecord) -> None:
     """Enqueue the job of a stage record as arq's `enqueue_job` would, in one round trip
     (store/enqueue_job.lua); enqueueing the same job twice is a no-op."""
-    queued = arq_job(arq, keys, job.stage, (job.tenant_id, job.document_id, job.job_id))
-    script = arq.register_script(_ENQUEUE_JOB)
-    await script(
-        keys=[queued.job_key, queued.result_key, queued.queue],
-        args=[queued.job_id, queued.payload, queued.score_ms, queued.expires_ms],
-    )
-
-
-def parse_job_for(arq: ArqRedis, keys: Keys, tenant_id: str) -> ArqJobFor:
-    """The parse job of a new document (`arq_job`), given its document id and job id."""
-
-    def job_for(document_id: int, job_id: int) -> QueuedArqJob:
-        return arq_job(arq, keys, "parse", (tenant_id, document_id, job_id))
-
-    return job_for
+    await enqueue(arq, keys, job)
 
 
 async def submit_document(
@@ -52,19 +37,24 @@ async def submit_document(
     content: bytes,
     caps: Caps = NO_CAPS,
 ) -> tuple[DocumentRecord, JobRecord]:
-    """Store a document and enqueue its parse job, in one script: both or neither.
+    """Store a document with its queued parse job in one script (all or nothing), then put the
+    job on arq's queue (`arq`, which may be another server than the records').
 
-    Raises store.caps.CapExceeded, having stored nothing, when the document would pass one of
-    `caps` (the API passes the tenant caps; the CLI and `ingest_document` pass none). Either way
-    the document counts in the tenant's caps. Any other error stored nothing, except a lost
-    connection after the script was sent: then the document may have been stored and enqueued,
-    and will be processed (list the tenant's documents before submitting it again).
+    The records are the truth: once stored, the job is queued, now or by a worker's sweep of
+    pending enqueues (store/pending.py), exactly once; a failure to enqueue is logged and the
+    document returned all the same. Raises store.caps.CapExceeded, having stored nothing, when
+    the document would pass one of `caps` (the API passes the tenant caps; the CLI and
+    `ingest_document` pass none). Either way the document counts in the tenant's caps. Any
+    other error stored nothing, except a lost connection after the script was sent: then the
+    document may have been stored, and will be processed (list the tenant's documents before
+    submitting it again).
     """
-    await tenant_index.remember(arq, keys, tenant_id)  # first: no stored document goes unlisted
+    # first: no stored document goes unlisted, and the sweeper finds its tenant
+    await tenant_index.remember(records.redis, keys, tenant_id)
     doc, job = await records.create_document(
-        tenant_id, filename=filename, content_type=content_type, content=content, caps=caps,
-        arq_job=parse_job_for(arq, keys, tenant_id),
-    )  # fmt: skip
+        tenant_id, filename=filename, content_type=content_type, content=content, caps=caps
+    )
+    await PendingEnqueues(records, arq, keys).settle_soon(job, job.updated_ms)
     return doc, job
 
 
@@ -78,9 +68,7 @@ async def abort_job(
     if job is None or job.state in ("done", "failed"):
         return False
     try:
-        return await Controls(arq, arq, keys, records, bus).cancel(tenant_id, job.document_id)
+        controls = Controls(records.redis, arq, keys, records, bus)
+        return await controls.cancel(tenant_id, job.document_id)
     except Refused:
         return False
-
-
-_ENQUEUE_JOB: Final = lua("store", "enqueue_job.lua")

@@ -80,12 +80,16 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-async def read_overview(redis: Redis, keys: Keys, *, liveness_ttl_s: float) -> Overview:
+async def read_overview(
+    records: Redis, queue_redis: Redis, keys: Keys, *, liveness_ttl_s: float
+) -> Overview:
+    """The overview from the records' server (`records`: tenants, failures) and the queue's
+    (`queue_redis`: the queue, the workers, arq's heartbeat); one client for both on one Redis."""
     now_ms = timestamp_ms()
-    queue, owners = await _queue(redis, keys, now_ms)
-    workers = await _workers(redis, keys, owners, int(liveness_ttl_s * 1000))
-    tenants, failures = await _tenants(redis, keys, now_ms)
-    health: bytes | None = await redis.get(f"{keys.queue}:health-check")
+    queue, owners = await _queue(queue_redis, keys, now_ms)
+    workers = await _workers(queue_redis, keys, owners, int(liveness_ttl_s * 1000))
+    tenants, failures = await _tenants(records, keys, now_ms)
+    health: bytes | None = await queue_redis.get(f"{keys.queue}:health-check")
     return Overview(
         queue=queue, workers=workers, tenants=tenants, failures=failures,
         health_check=None if health is None else health.decode(errors="replace"),

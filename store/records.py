@@ -6,7 +6,7 @@ touches is that tenant's, so nothing is ever looked up by a bare id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar, cast
@@ -60,28 +60,6 @@ class DocumentRecord(msgspec.Struct, frozen=True, kw_only=True):
     def job_id(self, stage: Stage) -> int | None:
         job_id: int | None = getattr(self, f"{stage}_job")
         return job_id
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedArqJob:
-    """An arq job to enqueue in the same script that creates its document (store/enqueue.py).
-
-    What arq's `enqueue_job` writes: `job_key` (arq's job key prefix + `job_id`) set to `payload`
-    for `expires_ms`, and `job_id` added to `queue` with score `score_ms`; `result_key` is the key
-    of its result, which must not exist either.
-    """
-
-    job_id: str
-    job_key: str
-    result_key: str
-    queue: str
-    payload: bytes
-    score_ms: int
-    expires_ms: int
-
-
-# The arq job of a new document, given its document id and its parse job's id
-ArqJobFor = Callable[[int, int], QueuedArqJob]
 
 
 class Chunk(msgspec.Struct, frozen=True, array_like=True):
@@ -156,6 +134,11 @@ class Records:
         self._next_job = redis.register_script(_NEXT_JOB)
         self.caps = CapCounters(redis, keys)
 
+    @property
+    def redis(self) -> Redis:
+        """The records' server (docpulse/connections.py `Servers.records`)."""
+        return self._redis
+
     def _tenant(self, tenant_id: str) -> TenantKeys:
         return self._keys.tenant(tenant_id)
 
@@ -169,14 +152,14 @@ class Records:
         content_type: str,
         content: bytes,
         caps: Caps = NO_CAPS,
-        arq_job: ArqJobFor | None = None,
     ) -> tuple[DocumentRecord, JobRecord]:
-        """Store a new document and the record of its queued parse job, within `caps`.
+        """Store a new document and the record of its queued parse job, within `caps`, the job
+        marked pending enqueue (store/pending.py), in one script: all of it or nothing
+        (redis.exceptions.ResponseError when Redis refuses). The caller enqueues the job on arq's
+        queue next (store/enqueue.py `submit_document`).
 
         Raises CapExceeded, having stored nothing, when the document would pass one of them. Every
         document counts in the tenant's caps (store/caps.py), whatever `caps` it was made with.
-        With `arq_job`, its parse job is enqueued in the same script: the document and its job are
-        stored together or not at all (redis.exceptions.ResponseError when Redis refuses).
         """
         tk = self._tenant(tenant_id)
         document_id = int(await self._redis.incr(self._keys.document_ids))
@@ -196,7 +179,6 @@ class Records:
         job = _queued_job(tenant_id, document_id, job_id, "parse", created)
         reserved = {f"reserved_{stage}_job": job_id + i for i, stage in enumerate(STAGES) if i}
         doc_fields = _flat({**msgspec.structs.asdict(doc), **reserved})
-        queued = None if arq_job is None else arq_job(document_id, job_id)
         keys = [
             *tk.caps(),
             tk.document(document_id),
@@ -204,13 +186,8 @@ class Records:
             tk.documents,
             tk.job(job_id),
             tk.jobs_by_update,
+            tk.pending_enqueues,
         ]
-        enqueue: list[str | int | bytes] = ["", "", 0, 0]
-        if queued is not None:
-            # arq's keys are not under the tenant's hash tag: one Redis, not a Redis Cluster, runs
-            # this script (a cluster would need arq's job and queue keys tagged too)
-            keys += [queued.job_key, queued.result_key, queued.queue]
-            enqueue = [queued.job_id, queued.payload, queued.score_ms, queued.expires_ms]
         args = [
             *caps.args(self._keys, tenant_id),
             len(content),
@@ -218,7 +195,6 @@ class Records:
             job_id,
             job.updated_ms,
             content,
-            *enqueue,
             len(doc_fields),
             *doc_fields,
             *_flat(msgspec.structs.asdict(job)),

@@ -25,5 +25,10 @@ async def remember(redis: Redis, keys: Keys, tenant_id: str) -> None:
 
 async def known(redis: Redis, keys: Keys) -> list[str]:
     """The indexed tenant ids, sorted; at most MAX_LISTED of them."""
+    return (await every(redis, keys))[:MAX_LISTED]
+
+
+async def every(redis: Redis, keys: Keys) -> list[str]:
+    """Every indexed tenant id, sorted (the sweeper of pending enqueues, store/pending.py)."""
     members: set[bytes] = await redis.smembers(keys.tenants)  # type: ignore[misc]
-    return sorted(m.decode() for m in members)[:MAX_LISTED]
+    return sorted(m.decode() for m in members)

@@ -24,6 +24,7 @@ from cli.embedded import EmbeddedRedis
 from docpulse.settings import Settings
 from tests.helpers.browser import launched
 from tests.helpers.cluster import ValkeyCluster, cluster_running
+from tests.helpers.jobs import on_two_servers
 from tests.helpers.processes import web_running
 from tests.helpers.redistools import Listener
 from tests.helpers.webtools import AppClient, MakeClient, keyed
@@ -67,6 +68,18 @@ def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:12]}:"
 
 
+async def forget_namespace(url: str, namespace: str) -> None:
+    """Delete the keys of a test's namespace on the server at `url` (never FLUSHALL)."""
+    client = Redis.from_url(url)
+    try:
+        token = namespace.rstrip(":")
+        keys = [key async for key in client.scan_iter(match=f"*{token}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def settings(redis_url: str, namespace: str) -> AsyncIterator[Settings]:
     yield Settings(
@@ -78,14 +91,24 @@ async def settings(redis_url: str, namespace: str) -> AsyncIterator[Settings]:
         chunk_size=400,
         chunk_overlap=50,
     )
-    client = Redis.from_url(redis_url)
-    try:
-        token = namespace.rstrip(":")
-        keys = [key async for key in client.scan_iter(match=f"*{token}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await forget_namespace(redis_url, namespace)
+
+
+@pytest.fixture(scope="session")
+def queue_valkey() -> Iterator[EmbeddedRedis]:
+    """A second server: arq's queue apart from the records (`split_settings`)."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+async def split_settings(
+    settings: Settings, queue_valkey: EmbeddedRedis
+) -> AsyncIterator[Settings]:
+    """The test's settings with the records (and history, events, caps) on the test's server and
+    arq's queue on another, `queue_valkey` (docpulse/connections.py `Servers`)."""
+    yield on_two_servers(settings, queue_valkey.url)
+    await forget_namespace(queue_valkey.url, settings.namespace)
 
 
 @pytest.fixture

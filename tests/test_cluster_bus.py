@@ -12,8 +12,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from cli.main import main
 from docpulse.bus import EventBus
-from docpulse.connections import records_client
+from docpulse.connections import cluster_client, records_client
 from docpulse.events import JobEvent, make_event
 from docpulse.history import EventLog
 from docpulse.keys import Keys
@@ -39,7 +40,7 @@ def cluster_settings(valkey_cluster: ValkeyCluster, namespace: str) -> Settings:
 
 @pytest.fixture
 async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
-    client = records_client(cluster_settings, retry_for_s=5.0)
+    client = cluster_client(cluster_settings, retry_for_s=5.0)
     assert isinstance(client, RedisCluster)
     yield client
     await client.aclose()
@@ -264,3 +265,16 @@ async def _gap_free_to_the_end(
     received = sharded.seqs(tenant)
     assert received == sorted(set(received))
     assert received[received.index(resumed) :] == list(range(resumed, head + 1))
+
+
+@pytest.mark.parametrize("command", ["web", "worker"])
+def test_web_and_worker_refuse_a_cluster_url_they_would_ignore(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # until the store and the hub run on a cluster, starting on REDIS_URL while the operator
+    # asked for a cluster would put every record where nobody expects it
+    monkeypatch.setenv("REDIS_CLUSTER_URL", "redis://127.0.0.1:7000")
+    assert main([command]) == 2
+    said = capsys.readouterr().err
+    assert "REDIS_CLUSTER_URL" in said
+    assert "does not run on a Redis Cluster yet" in said

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from docpulse.bus import EventBus
-from docpulse.connections import records_client
+from docpulse.connections import cluster_client
 from docpulse.events import JobEvent, decode_event, make_event
 from docpulse.keys import Keys
 from docpulse.settings import Settings
@@ -46,7 +46,7 @@ def cluster_settings(valkey_cluster: ValkeyCluster, namespace: str) -> Settings:
 
 @pytest.fixture
 async def bus(cluster_settings: Settings) -> AsyncIterator[EventBus]:
-    records = records_client(cluster_settings, retry_for_s=5.0)
+    records = cluster_client(cluster_settings, retry_for_s=5.0)
     assert isinstance(records, RedisCluster)
     publishing = EventBus.from_settings(records, cluster_settings)
     yield publishing

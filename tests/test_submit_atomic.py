@@ -1,13 +1,17 @@
-"""A document and its parse job are stored together or not at all (issue #7).
+"""A document and its parse job are stored together or not at all (issue #7), and an accepted
+upload is always queued, exactly once (issue 15).
 
-An accepted upload is always queued (a real worker processes it, as it would a job enqueued
-through arq), and an upload that Redis refuses half-way leaves nothing: no document, no job
-record, no arq job, every cap's count as before. A reply lost after the script ran, which the
-client retries, still makes exactly one document and one job.
+A real worker processes an accepted upload, as it would a job enqueued through arq. An upload that
+Redis refuses half-way leaves nothing: no document, no job record, no arq job, every cap's count
+as before. A reply lost after the script ran, which the client retries, still makes exactly one
+document and one job. An upload whose enqueue fails after its records were written (arq's queue
+may be another server: tests/test_split_servers.py) is answered 202 all the same, and the sweep
+of pending enqueues queues it; the sweep and the upload both enqueueing runs the stage once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,19 +19,22 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from arq.jobs import deserialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
 from docpulse.connections import redis_client
-from docpulse.events import STAGES
 from docpulse.keys import Keys
 from docpulse.queue import STAGE_JOBS, create_arq_pool, deserialize
 from docpulse.settings import Settings
+from store import pending
 from store.enqueue import enqueue_stage, submit_document
+from store.pending import PendingEnqueues
 from store.records import Records
-from tests.helpers.jobs import run_burst
-from tests.helpers.redistools import awaited
+from tests.helpers.jobs import ended, run_burst
+from tests.helpers.redistools import Listener, awaited
 from tests.helpers.webtools import ACME, MakeClient
+from workers.sweeper import Sweeper
 
 TEXT = b"# Notes\n\nA few words about documents.\n"
 
@@ -55,8 +62,10 @@ async def processed(settings: Settings, redis: Redis, document_id: int) -> None:
 
 
 async def size(redis: Redis, key: str) -> int | bytes:
-    """How many a key holds, whatever its type (a string: its value)."""
+    """How many a key holds, whatever its type (a string: its value; none: 0)."""
     kind = await redis.type(key)
+    if kind == b"none":
+        return 0
     if kind == b"zset":
         return int(await redis.zcard(key))
     if kind == b"set":
@@ -79,7 +88,14 @@ async def state(redis: Redis, keys: Keys) -> dict[str, Any]:
         "in flight": await size(redis, tk.in_flight),
         "sizes": await size(redis, tk.stored_sizes),
         "stored bytes": await size(redis, tk.stored_bytes),
+        "pending": await size(redis, tk.pending_enqueues),
     }
+
+
+def a_sweep(settings: Settings, redis: Redis, arq: ArqRedis) -> PendingEnqueues:
+    """The sweep a worker runs (workers/sweeper.py), here on the test's clients."""
+    keys = Keys(settings.namespace)
+    return PendingEnqueues(Records(redis, keys), arq, keys)
 
 
 async def test_an_uploaded_document_is_queued_and_processed_by_a_real_worker(
@@ -121,7 +137,7 @@ async def test_submit_document_enqueues_the_job_arq_would(
     await processed(settings, redis, document_id)
 
 
-@pytest.mark.parametrize("where", ["queue", "arq job", "in flight", "stored bytes"])
+@pytest.mark.parametrize("where", ["pending", "in flight", "stored bytes"])
 async def test_a_submission_redis_refuses_half_way_leaves_nothing(
     make_client: MakeClient, settings: Settings, redis: Redis, arq: ArqRedis, where: str
 ) -> None:
@@ -132,16 +148,9 @@ async def test_a_submission_redis_refuses_half_way_leaves_nothing(
     records = Records(redis, keys)
     await submit(records, arq, keys)
     await run_burst(settings)
-    next_job = int(await redis.get(keys.job_ids) or 0) + 1
     tk = keys.tenant("acme")
     bad_keys, bad_value = {
-        "queue": ([keys.queue], None),
-        # the parse job ids the two refused submissions below take (a document reserves one
-        # job id per stage)
-        "arq job": (
-            [job_key_prefix + keys.arq_job_id(next_job + i * len(STAGES)) for i in (0, 1)],
-            None,
-        ),
+        "pending": ([tk.pending_enqueues], None),
         "in flight": ([tk.in_flight], None),
         "stored bytes": ([tk.stored_bytes], "1.5"),
     }[where]
@@ -196,6 +205,84 @@ async def test_a_submission_whose_reply_was_lost_is_retried_into_one_document(
     assert lost
     assert await state(redis, keys) == {
         "documents": 1, "jobs": 1, "queued": 1, "arq jobs": 1, "uploads": 1, "in flight": 1,
-        "sizes": 1, "stored bytes": str(len(TEXT)).encode(),
+        "sizes": 1, "stored bytes": str(len(TEXT)).encode(), "pending": 0,
     }  # fmt: skip
+    await processed(settings, redis, document_id)
+
+
+def enqueue_fails(*args: object, **kwargs: object) -> None:
+    raise ConnectionError("arq's queue went away")
+
+
+async def test_an_upload_whose_enqueue_fails_is_accepted_and_queued_by_the_sweep_once(
+    make_client: MakeClient,
+    settings: Settings,
+    redis: Redis,
+    arq: ArqRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The records are written and the enqueue after them fails, as when the process dies or
+    the queue's server goes away: 202 (the records are the truth), the job marked pending; the
+    sweep enqueues it once, and a worker runs it."""
+    keys = Keys(settings.namespace)
+    client = await make_client(settings)
+    with monkeypatch.context() as patched:
+        patched.setattr(pending, "enqueue", enqueue_fails)
+        resp = await client.post("/api/documents?filename=notes.md", data=TEXT, headers=ACME)
+    assert resp.status == 202, await resp.text()
+    document_id = (await resp.json())["document_id"]
+    counts = await state(redis, keys)
+    assert (counts["documents"], counts["queued"], counts["arq jobs"]) == (1, 0, 0)
+    assert counts["pending"] == 1
+    sweep = a_sweep(settings, redis, arq)
+    assert await sweep.sweep(timestamp_ms() - 60_000) == 0  # not older than the grace yet
+    assert await sweep.sweep(timestamp_ms() + 1) == 1
+    counts = await state(redis, keys)
+    assert (counts["queued"], counts["arq jobs"], counts["pending"]) == (1, 1, 0)
+    assert await sweep.sweep(timestamp_ms() + 1) == 0  # nothing left to sweep
+    await processed(settings, redis, document_id)
+
+
+async def test_a_job_the_upload_and_the_sweep_both_enqueue_runs_once(
+    settings: Settings, redis: Redis, arq: ArqRedis, listener: Listener
+) -> None:
+    """The upload enqueued its job and died before clearing its mark: the sweep enqueues it
+    again, before the job runs and after, and arq runs it once."""
+    keys = Keys(settings.namespace)
+    await listener.subscribe(keys.channel("acme.jobs"))
+    records = Records(redis, keys)
+    document_id = await submit(records, arq, keys)
+    doc = await records.get_document("acme", document_id)
+    assert doc is not None
+    assert doc.parse_job is not None
+    mark = keys.tenant("acme").pending_enqueues
+    sweep = a_sweep(settings, redis, arq)
+    for _ in ("before it runs", "after"):
+        await redis.zadd(mark, {str(doc.parse_job): 1})  # the mark the dead upload left
+        assert await sweep.sweep(timestamp_ms()) == 1
+        assert await redis.zcard(mark) == 0
+        await processed(settings, redis, document_id)
+    await listener.until(lambda ev: ended(document_id, ev))
+    started = [e.event for e in await listener.drain() if e.phase == "started"]
+    assert started == ["parse_started", "chunk_started", "embed_started"]
+    assert await redis.zcard(keys.queue) == 0
+
+
+async def test_of_many_workers_one_sweeps_per_interval(
+    settings: Settings, redis: Redis, arq: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = Keys(settings.namespace)
+    records = Records(redis, keys)
+    with monkeypatch.context() as patched:
+        patched.setattr(pending, "enqueue", enqueue_fails)
+        document_id = await submit(records, arq, keys)
+    doc = await records.get_document("acme", document_id)
+    assert doc is not None
+    mark = keys.tenant("acme").pending_enqueues
+    await redis.zadd(mark, {str(doc.parse_job): 1})  # marked long ago
+    workers = [Sweeper(records, arq, keys, interval_s=60) for _ in range(5)]
+    swept = await asyncio.gather(*(w.sweep_once() for w in workers))
+    assert sorted(swept) == [0, 0, 0, 0, 1]
+    assert await redis.zcard(keys.queue) == 1
+    assert await redis.zcard(mark) == 0
     await processed(settings, redis, document_id)

@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from docpulse.bus import EventBus
-from docpulse.connections import arq_redis_settings, redis_client
+from docpulse.connections import arq_redis_settings, records_client, servers
 from docpulse.keys import Keys
 from docpulse.queue import INGEST_JOB, STAGE_JOBS, deserialize, serialize
 from docpulse.settings import Settings
@@ -23,6 +23,7 @@ from workers import jobs, metrics
 from workers.deps import Deps
 from workers.liveness import Liveness
 from workers.stages.embed import Embedder, load_embedder
+from workers.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -190,14 +191,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.namespace)
     # records wait out a short blip; events never hold a job up (publish_event fails fast)
-    records_redis = redis_client(settings, retry_for_s=settings.redis_retry_s)
-    bus_redis = redis_client(settings, timeout_s=2.0)
+    redis = servers(settings, retry_for_s=settings.redis_retry_s)
+    bus_redis = records_client(settings, timeout_s=2.0)
     embedder = ctx.get("embedder") or load_embedder(settings.embedder, dim=settings.embed_dim)
-    ctx["clients"] = (records_redis, bus_redis)
+    ctx["clients"] = (redis, bus_redis)
     worker = ctx.get("worker")
     if isinstance(worker, DocpulseWorker):  # made by create_worker: it takes jobs as ours
+        # the marks and signs of life live beside arq's queue
         liveness = Liveness(
-            records_redis, keys, ttl_s=settings.liveness_ttl_s,
+            redis.queue, keys, ttl_s=settings.liveness_ttl_s,
             mark_ttl_s=worker.in_progress_timeout_s,
         )  # fmt: skip
         worker.liveness = liveness
@@ -206,17 +208,23 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["deps"] = Deps(
         settings=settings,
         keys=keys,
-        records=Records(records_redis, keys, ttl_s=settings.result_ttl_s),
+        records=Records(redis.records, keys, ttl_s=settings.result_ttl_s),
         bus=EventBus.from_settings(bus_redis, settings),
         arq=ctx["redis"],
         embedder=embedder,
         parse_turns=asyncio.Semaphore(settings.parse_concurrency),
         **({"start_soon": worker.start_soon} if isinstance(worker, DocpulseWorker) else {}),
     )
+    deps: Deps = ctx["deps"]
+    sweeper = Sweeper(deps.records, deps.arq, keys, interval_s=settings.enqueue_sweep_interval_s)
+    ctx["sweeper_task"] = asyncio.create_task(sweeper.run(), name="docpulse-enqueue-sweeper")
     logger.info("worker ready: queue %s, embedder %s", keys.queue, embedder.name)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "sweeper_task" in ctx:
+        ctx["sweeper_task"].cancel()
+        await asyncio.gather(ctx["sweeper_task"], return_exceptions=True)
     if "liveness_task" in ctx:
         ctx["liveness_task"].cancel()
         await asyncio.gather(ctx["liveness_task"], return_exceptions=True)

@@ -8,7 +8,8 @@
   condition, sync or async), reading a relay socket until a condition holds, and waiting for a
   web process to be ready.
 - `jobs`: submit a document as an upload does, run real arq workers (burst or in a task), tell
-  when a document ended, cancel and retry documents (`controls`).
+  when a document ended, cancel and retry documents (`controls`), settings with the records and
+  arq's queue on two servers (`on_two_servers`; conftest's `split_settings` fixture uses it).
 - `redistools`: `Listener` (a raw Pub/Sub subscriber), `awaited` (a redis-py reply its types
   leave sync-or-async), `drop_subscribers`.
 - `cluster`: a local Valkey Cluster of 3 primaries and 3 replicas (`ValkeyCluster`, the

@@ -1,5 +1,6 @@
 """Documents and real workers: submit a document as an upload does, run an arq worker in burst
-mode or in a task of the test, tell when a document ended, cancel and retry documents."""
+mode or in a task of the test, tell when a document ended, cancel and retry documents, run the
+records and arq's queue on two servers (`on_two_servers`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from docpulse.bus import EventBus
+from docpulse.connections import records_client
 from docpulse.events import JobEvent
 from docpulse.keys import Keys
 from docpulse.queue import create_arq_pool
@@ -75,6 +77,11 @@ def start_worker(
     return worker, asyncio.create_task(worker.async_run())
 
 
+def on_two_servers(settings: Settings, queue_url: str) -> Settings:
+    """`settings` with arq's queue on the server at `queue_url`, the records where they were."""
+    return replace(settings, redis_url=queue_url, records_redis_url=settings.records_url)
+
+
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     """`settings` with `changes` (a worker's, or an app's without the test secret)."""
     return replace(settings, **changes)
@@ -84,8 +91,11 @@ def with_settings(settings: Settings, **changes: Any) -> Settings:
 async def controls(settings: Settings) -> AsyncIterator[Controls]:
     """Cancel and retry (store/cancel.py) as the web app does, on a client of their own."""
     arq = await create_arq_pool(settings)
+    redis = records_client(settings)
     keys = Keys(settings.namespace)
     try:
-        yield Controls(arq, arq, keys, Records(arq, keys), EventBus.from_settings(arq, settings))
+        records = Records(redis, keys)
+        yield Controls(redis, arq, keys, records, EventBus.from_settings(redis, settings))
     finally:
+        await redis.aclose()
         await arq.aclose()
