@@ -417,3 +417,23 @@ async def test_a_document_s_later_stages_start_without_waiting_for_the_worker_s_
         await asyncio.gather(running, return_exceptions=True)
     terminal = [e.event for e in events if e.is_terminal]
     assert terminal == ["parse_done", "chunk_done", "embed_done"]
+
+
+async def test_a_worker_closing_while_a_job_takes_its_last_step_still_closes(
+    settings: Settings, redis: Redis, listener: Listener
+) -> None:
+    # closing right after a document's last event: the embed job may still be in arq's finish
+    # step, which arq's close cancels; the cancelled job must not abort the close (tests and a
+    # worker's SIGTERM saw a CancelledError there, and the worker's health key stayed behind)
+    await listener.subscribe(Keys(settings.namespace).channel("acme.jobs"))
+    doc = await submit(settings, redis, DATA / "plain.txt")
+    worker, running = start_worker(settings)
+    await listener.until(lambda ev: ended(doc.document_id, ev))
+    health_key = worker.health_check_key
+    await eventually(lambda: redis.exists(health_key), what="the worker's health check")
+    last_step = asyncio.create_task(asyncio.Event().wait())  # a job task that ends cancelled
+    worker.tasks["last-step"] = last_step
+    await worker.close()
+    await asyncio.gather(running, return_exceptions=True)
+    assert last_step.cancelled()
+    assert not await redis.exists(health_key)

@@ -67,7 +67,17 @@ class DocpulseWorker(Worker):
         for task in list(self._handoffs):
             task.cancel()
         await asyncio.gather(*self._handoffs, return_exceptions=True)
-        await super().close()
+        try:
+            await super().close()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            # arq's close cancels the running jobs and gathers them: a job cancelled in its last
+            # step (arq's finish, after our script recorded its ending) ends as cancelled, and the
+            # gather raised that instead of closing. Its ending is recorded; close the rest.
+            self.tasks = {job: task for job, task in self.tasks.items() if not task.cancelled()}
+            await super().close()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's start_jobs, but a job is taken with a mark that names this worker, in one
