@@ -49,8 +49,8 @@ BACKOFF_CAP_S: Final = 5.0
 HEARTBEAT_S: Final = 25.0
 HEARTBEAT_BATCH: Final = 1000  # sockets pinged per turn of the event loop
 LAG_SAMPLE: Final = 8  # one event in this many is observed in the relay lag histogram
-# a burst: after a message, the reader takes at most this many more that redis-py already read
-# (or this many bytes of them) before it flushes them to the sockets
+# a burst: the reader takes at most this many messages (or this many bytes of them) that redis-py
+# has already read before it flushes them to the sockets
 DRAIN_MESSAGES: Final = 256
 DRAIN_BYTES: Final = 1 << 20
 
@@ -250,8 +250,8 @@ class Hub:
 
     async def _take(self, messages: list[dict[str, Any]]) -> None:
         """Wait for a message, then take what redis-py already read after it (a burst), up to
-        DRAIN_MESSAGES or DRAIN_BYTES: `get_message(timeout=0)` returns a parsed message
-        without touching the socket, and gives up at the first await when none is buffered."""
+        DRAIN_MESSAGES or DRAIN_BYTES: `get_message(timeout=0)` returns a message already in
+        redis-py's buffer without waiting on the socket, and None at its first wait."""
         message = await self._pubsub.get_message(timeout=1.0)
         size = 0
         while message is not None:
