@@ -1,5 +1,5 @@
 """Server CPU per delivered message, alone: `python -m bench.delivery [--against COMMIT]
-[--loops asyncio uvloop]`.
+[--loops asyncio uvloop] [--burst N]`.
 
 The fan-out suite's saturation trial and nothing else, for docpulse and the minimal relay (and,
 with `--against`, docpulse as it was at COMMIT, run from a `git archive` copy; with `--loops`,
@@ -7,7 +7,8 @@ docpulse once per EVENT_LOOP instead of once) on S sockets over T tenants: the a
 (A B C, C B A, ...), and each trial's server CPU (utime + stime from /proc) per 100,000 delivered
 messages, and its messages per second, are divided by the minimal relay's of the same repetition
 (and by the first docpulse arm's, when there are several). Prints each repetition's figures and
-the median ratios with the lowest and highest.
+the median ratios with the lowest and highest. `--burst N` is the bursts workload: the
+publishers send N events of one tenant per MULTI, so a relay reads them from Redis together.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ async def _measure(args: argparse.Namespace, url: str, logs: Path) -> None:
         runs: dict[str, list[dict[str, Any]]] = {arm.name: [] for arm in arms}
         for repeat in range(args.repeats):
             for arm in arms if repeat % 2 == 0 else arms[::-1]:
-                runs[arm.name].append(await bench.trial(arm, scenario, events=events, rate=None))
+                trial = await bench.trial(arm, scenario, events=events, rate=None, burst=args.burst)
+                runs[arm.name].append(trial)
             print(_line(repeat, runs), flush=True)
     _summary(runs)
 
@@ -113,6 +115,9 @@ def main() -> int:
     parser.add_argument("--deliveries", type=int, default=60_000, help="per saturation trial")
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--receivers", type=int, default=2)
+    parser.add_argument(
+        "--burst", type=int, default=1, help="events of one tenant per MULTI (the bursts workload)"
+    )
     parser.add_argument("--against", help="a commit: docpulse as it was then, as a third arm")
     parser.add_argument(
         "--loops", nargs="+", choices=EVENT_LOOPS, help="docpulse once per EVENT_LOOP (in order)"

@@ -7,6 +7,8 @@ are made with `make_event` (which stamps `ts`) just before they are sent, with t
 
 - `bus`: docpulse's own `EventBus.publish_event` (seq, history and PUBLISH in one script), which
   docpulse, the minimal relay and broadcaster all read from their namespace's channels;
+  with `burst` > 1, each call publishes `burst` events of one tenant in one MULTI
+  (`EventLog.append_many`), which a relay reads from Redis together;
 - `socketio`: a write-only `socketio.AsyncRedisManager` emitting `job` to the tenant's room.
 """
 
@@ -24,7 +26,7 @@ from redis.asyncio import Redis
 from bench.peers.socketio_relay import channel_of
 from bench.procstat import cpu_seconds
 from docpulse.bus import EventBus
-from docpulse.events import JobEvent, make_event
+from docpulse.events import JobEvent, encode_event, make_event
 from docpulse.keys import Keys
 from docpulse.tenants import topic_for
 
@@ -41,9 +43,15 @@ class Publisher:
             bus = self.buses.get(namespace)
             if bus is None:
                 bus = self.buses[namespace] = EventBus(self.redis, Keys(namespace))
+            bus_keys = Keys(namespace)
 
-            async def send_bus(event: JobEvent) -> None:
-                await bus.publish_event(topic_for(event.tenant_id), event)
+            async def send_bus(*events: JobEvent) -> None:
+                if len(events) == 1:
+                    await bus.publish_event(topic_for(events[0].tenant_id), events[0])
+                    return
+                keys = bus_keys.tenant(events[0].tenant_id)
+                unstamped = [encode_event(msgspec.structs.replace(e, seq=None)) for e in events]
+                await bus.log.append_many(keys, unstamped)
 
             return send_bus
         manager = self.managers.get(namespace)
@@ -52,9 +60,10 @@ class Publisher:
                 self.redis_url, channel=channel_of(namespace), write_only=True
             )
 
-        async def send_socketio(event: JobEvent) -> None:
-            data = msgspec.to_builtins(event)
-            await manager.emit("job", data, room=event.tenant_id, namespace="/")
+        async def send_socketio(*events: JobEvent) -> None:
+            for event in events:
+                data = msgspec.to_builtins(event)
+                await manager.emit("job", data, room=event.tenant_id, namespace="/")
 
         return send_socketio
 
@@ -68,24 +77,29 @@ class Publisher:
         events: int,
         rate: float | None,
         concurrency: int,
+        burst: int = 1,
     ) -> dict[str, Any]:
-        """`events` events; `rate` per second in total (paced), or None: as fast as it can."""
+        """`events` events; `rate` per second in total (paced), or None: as fast as it can;
+        `burst` events of one tenant per call (the last call may hold fewer)."""
         send = self._send(feed, namespace)
         started = time.time()
         cpu = cpu_seconds()
 
         async def lane(lane_id: int) -> None:
-            for index in range(lane_id, events, concurrency):
+            for group in range(lane_id, -(-events // burst), concurrency):
                 if rate:
-                    delay = started + index / rate - time.time()
+                    delay = started + group * burst / rate - time.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                tenant = tenants[index % len(tenants)]
-                event = make_event(
-                    "parse", "progress", tenant_id=tenant, document_id=trial,
-                    job_id=index + 1, progress=index % 101,
-                )  # fmt: skip
-                await send(event)
+                tenant = tenants[group % len(tenants)]
+                indexes = range(group * burst, min(events, (group + 1) * burst))
+                await send(*(
+                    make_event(
+                        "parse", "progress", tenant_id=tenant, document_id=trial,
+                        job_id=index + 1, progress=index % 101,
+                    )
+                    for index in indexes
+                ))  # fmt: skip
 
         await asyncio.gather(*(lane(i) for i in range(concurrency)))
         return {"started": started, "ended": time.time(), "cpu": cpu_seconds() - cpu}

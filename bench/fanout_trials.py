@@ -112,7 +112,13 @@ class Bench:
         )  # fmt: skip
 
     async def trial(
-        self, arm: Arm, scenario: Scenario, *, events: int, rate: float | None
+        self,
+        arm: Arm,
+        scenario: Scenario,
+        *,
+        events: int,
+        rate: float | None,
+        burst: int = 1,
     ) -> dict[str, Any]:
         trial = self.next_trial()
         starting = [r.ask("start", trial=trial, arm=arm.name) for r in self.receivers]
@@ -122,7 +128,7 @@ class Bench:
         receivers_cpu = [r["cpu"] for r in [await r.ask("count") for r in self.receivers]]
         server_cpu, machine = arm.server.cpu(), machine_busy_seconds()
         publishers = self.publishers[:1] if rate else self.publishers
-        published = await self._publish(arm, scenario, trial, events, rate, publishers)
+        published = await self._publish(arm, scenario, trial, events, rate, publishers, burst)
         await self._drain(expected)
         server_cpu = arm.server.cpu() - server_cpu
         machine = machine_busy_seconds() - machine
@@ -139,6 +145,7 @@ class Bench:
         return {
             "events": events,
             "rate": rate,
+            "burst": burst,
             "expected": expected,
             "sockets_open": alive,
             "delivered": delivered,
@@ -166,6 +173,7 @@ class Bench:
         events: int,
         rate: float | None,
         publishers: list[Speaker],
+        burst: int = 1,
     ) -> list[dict[str, Any]]:
         tenants = scenario.tenant_ids
         shares = [
@@ -179,7 +187,7 @@ class Bench:
                         "run", feed=arm.feed, namespace=arm.namespace,
                         tenants=tenants[i:] + tenants[:i], trial=trial, events=share,
                         rate=rate / len(publishers) if rate else None,
-                        concurrency=RATE_LANES if rate else BURST_LANES,
+                        concurrency=RATE_LANES if rate else BURST_LANES, burst=burst,
                     )
                     for i, (p, share) in enumerate(zip(publishers, shares, strict=True))
                 )

@@ -75,6 +75,15 @@ class EventLog:
         seq = await self._publish(keys=announcement.keys, args=announcement.args)
         return int(seq)
 
+    async def append_many(self, keys: TenantKeys, events_json: list[bytes]) -> list[int]:
+        """Stamp, keep and publish several events in one MULTI (a burst: a subscriber reads them
+        together); returns their seqs."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for event_json in events_json:
+                announcement = self.announcement(keys, event_json)
+                await self._publish(keys=announcement.keys, args=announcement.args, client=pipe)
+            return [int(seq) for seq in await pipe.execute()]
+
     async def after(self, keys: TenantKeys, seq: int, *, limit: int = 10_000) -> Replay:
         """The events after `seq`, oldest first, read atomically with the head and epoch."""
         args: list[str | int] = [f"{seq + 1}-0", limit, self._ttl_s, secrets.token_hex(8)]

@@ -7,10 +7,11 @@ import asyncio
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from app.relay.frames import Frame
+from app.relay.channel import stamp_of
+from app.relay.frames import Burst, Frame
 from app.relay.hub import Hub
 from docpulse.bus import EventBus
-from docpulse.events import make_event
+from docpulse.events import encode_event, make_event
 from docpulse.history import EventLog
 from docpulse.keys import Keys
 from docpulse.settings import Settings
@@ -21,12 +22,17 @@ class ListSink:
     def __init__(self, room: int = 1000) -> None:
         self.frames: list[bytes] = []
         self.room = room
+        self.bursts = 0
 
     def offer(self, seq: int, frame: Frame) -> bool:
         if len(self.frames) >= self.room:
             return False
         self.frames.append(frame.payload)
         return True
+
+    def offer_many(self, burst: Burst) -> bool:
+        self.bursts += 1
+        return all(self.offer(seq, frame) for seq, frame in burst.events)
 
 
 async def publish(redis: Redis, keys: Keys, job_id: int) -> None:
@@ -73,3 +79,30 @@ async def test_a_full_sink_is_dropped_and_the_rest_still_served(
     assert REGISTRY.get_sample_value("docpulse_ws_events_dropped_total") == before + 1
     # what each socket was given: 2 to the full one, 5 to the other
     assert REGISTRY.get_sample_value("docpulse_ws_events_relayed_total") == relayed + 7
+
+
+async def test_a_burst_from_one_read_is_offered_once_and_a_full_sink_still_dropped(
+    settings: Settings, redis: Redis
+) -> None:
+    keys = Keys(settings.namespace)
+    log = EventLog(redis, max_length=100, ttl_s=60)
+    before = REGISTRY.get_sample_value("docpulse_ws_events_dropped_total") or 0.0
+    async with Hub(redis, keys, log).running() as hub:
+        full, roomy = ListSink(room=3), ListSink()
+        await hub.join("acme", full)
+        await hub.join("acme", roomy)
+        events = [
+            encode_event(
+                make_event(
+                    "chunk", "started", tenant_id="acme", document_id=3, job_id=job_id, progress=0
+                )
+            )
+            for job_id in range(1, 9)
+        ]
+        seqs = await log.append_many(keys.tenant("acme"), events)  # one MULTI: one read
+        await eventually(lambda: len(roomy.frames) == 8)
+        assert [stamp_of(frame).seq for frame in roomy.frames] == seqs
+        assert roomy.bursts < 8  # some events came together
+        assert len(full.frames) == 3
+        assert hub.sinks_of("acme") == 1
+    assert REGISTRY.get_sample_value("docpulse_ws_events_dropped_total") == before + 1

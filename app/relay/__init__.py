@@ -22,11 +22,12 @@ worker published; `frames.Frame` adds the RFC 6455 header once, and `connection.
 hands those same bytes to every socket's `transport.write`. aiohttp's `send_str` would frame the
 payload again for each socket and is a coroutine: the hub's one reader would either await every
 socket (so one slow peer stalls a tenant) or need a queue and a writer task per socket (memory
-for 10,000 idle sockets). Writing the shared bytes directly costs one `write()` per delivery,
+for 10,000 idle sockets). Writing the shared bytes directly costs one `write()` per delivery
+(per burst: a tenant's events from one read of Redis go out in one write, `hub` "Coalescing"),
 no task and no await; the benchmarks put it at 7,300 user-space instructions per delivery
 against 10,094 for a minimal `send_str` relay (README, "Benchmarks"). It is sound because server
 frames are never masked, compression is off (`compress=False`, so the bytes are the same for
-every socket), and each write is one whole frame, made synchronously, so it never interleaves
+every socket), and each write is whole frames, made synchronously, so it never interleaves
 with a frame aiohttp writes (pong, close).
 
 Flow control: the transport pauses its protocol past 256 KiB buffered (`WRITE_BUFFER_LIMIT`).

@@ -1,4 +1,10 @@
-"""One tenant channel of the hub: its sinks, and the bookkeeping that keeps its seqs gap-free."""
+"""One tenant channel of the hub: its sinks, and the bookkeeping that keeps its seqs gap-free.
+
+Coalescing: while the hub dispatches the messages of one read of Redis, it marks the channels
+they touch (`collect`); what `take` delivers meanwhile waits in the channel's burst, and `flush`
+hands it to every sink at once (`Sink.offer_many`: one transport write per socket, not one per
+event). Nothing awaits between collect and flush, so no other frame can come in between.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Final, Protocol
 import msgspec
 
 from app import metrics
-from app.relay.frames import Frame, Resync, encode
+from app.relay.frames import Burst, Frame, Resync, encode
 from docpulse.history import Replay
 from docpulse.keys import TenantKeys
 
@@ -20,6 +26,9 @@ class Sink(Protocol):
 
     def offer(self, seq: int, frame: Frame) -> bool:
         """Take `frame` (seq 0: a control frame) without waiting; False if there is no room."""
+
+    def offer_many(self, burst: Burst) -> bool:
+        """`offer` for every frame of `burst`, in order; False if there is no room."""
 
 
 class Stamp(msgspec.Struct, frozen=True):
@@ -51,6 +60,24 @@ class Channel:
     held: list[tuple[int, bytes]] | None = None  # live messages held while a repair runs
     repair_wanted: bool = False
     repair_running: bool = False
+    burst: list[tuple[int, Frame]] | None = None  # job events taken since `collect`, unsent
+
+    def collect(self) -> bool:
+        """Hold what `take` delivers until `flush`; False when it is held already."""
+        if self.burst is not None:
+            return False
+        self.burst = []
+        return True
+
+    def flush(self) -> None:
+        """Offer the events held since `collect` to every sink, as one burst."""
+        events, self.burst = self.burst or [], None
+        if len(events) == 1:
+            self.deliver(*events[0])
+        elif events:
+            burst = Burst(events)
+            refused = [sink for sink in self.sinks if not sink.offer_many(burst)]
+            self._counted(refused, len(events))
 
     @property
     def repairing(self) -> bool:
@@ -116,12 +143,20 @@ class Channel:
         it are dropped."""
         # framed once, whatever the number of sockets
         frame = payload if isinstance(payload, Frame) else Frame(payload)
-        refused = [sink for sink in self.sinks if not sink.offer(seq, frame)]
-        for sink in refused:
-            self.sinks.discard(sink)
-        if not count:
+        if count and self.burst is not None:
+            self.burst.append((seq, frame))
             return
-        # counted once per event, not per socket: a metric's lock per delivery showed in profiles
-        metrics.EVENTS_RELAYED.inc(len(self.sinks))
+        refused = [sink for sink in self.sinks if not sink.offer(seq, frame)]
+        if count:
+            self._counted(refused, 1)
+        else:
+            self.sinks.difference_update(refused)
+
+    def _counted(self, refused: list[Sink], events: int) -> None:
+        """Drop the sinks that refused; count the deliveries, once per event or burst, not per
+        socket (a metric's lock per delivery showed in profiles); a sink that refused part of a
+        burst counts as given none of it (it is being closed as too slow)."""
+        self.sinks.difference_update(refused)
+        metrics.EVENTS_RELAYED.inc(len(self.sinks) * events)
         if refused:
             metrics.EVENTS_DROPPED.inc(len(refused))

@@ -1,9 +1,11 @@
 """One WebSocket's side of the hub: the fast lane, its bounded backlog, and closing it.
 
 While a socket keeps up, `offer` writes the event's frame (built once for all sockets) straight
-to the socket's transport: no queue, no task, no per-socket framing. When the transport's buffer
-is full, or the socket is still sending its opening frames, events wait in a bounded backlog that
-a drainer task writes out with flow control; past the bound the socket is closed as too slow.
+to the socket's transport: no queue, no task, no per-socket framing; `offer_many` writes a burst
+(the events of one tenant taken from one read of Redis) in one write, one kernel send() for all.
+When the transport's buffer is full, or the socket is still sending its opening frames, events
+wait in a bounded backlog that a drainer task writes out with flow control; past the bound the
+socket is closed as too slow.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.base_protocol import BaseProtocol
 
 from app import metrics
-from app.relay.frames import PING_FRAME, Frame
+from app.relay.frames import PING_FRAME, Burst, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,14 @@ class Connection:
             self._fast = False
             self._drainer = asyncio.create_task(self._drain(()))
         return True
+
+    def offer_many(self, burst: Burst) -> bool:
+        """`offer` for each frame of `burst`, in one transport write while the socket keeps up."""
+        fast = self._fast and not self._protocol.writing_paused and not self._transport.is_closing()
+        if fast and self._after < burst.lowest:
+            self._transport.write(burst.wire)
+            return True
+        return all(self.offer(seq, frame) for seq, frame in burst.events)
 
     def _ping(self) -> bool:
         """The hub's heartbeat: ping the peer, unless it answered nothing since the last ping

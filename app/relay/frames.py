@@ -62,5 +62,17 @@ def _header(opcode: int, length: int) -> bytes:
     return struct.pack("!BBQ", opcode, 127, length)
 
 
+class Burst:
+    """Frames of one channel taken from one read of Redis, in seq order, and their wire bytes
+    concatenated once for every socket: a socket that keeps up gets them in one write."""
+
+    __slots__ = ("events", "lowest", "wire")
+
+    def __init__(self, events: list[tuple[int, Frame]]) -> None:
+        self.events = events
+        self.lowest = min(seq for seq, _ in events)  # seqs ascend, but a control frame has 0
+        self.wire = b"".join(frame.wire for _, frame in events)
+
+
 # the hub's heartbeat (app/relay/hub.py): one frame for every socket of the process
 PING_FRAME: Final = Frame(b"", PING)
