@@ -12,7 +12,7 @@ history for the old one.
 from __future__ import annotations
 
 import secrets
-from typing import Final
+from typing import Any, Final, cast
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster
@@ -77,11 +77,14 @@ class EventLog:
 
     async def append_many(self, keys: TenantKeys, events_json: list[bytes]) -> list[int]:
         """Stamp, keep and publish several events in one MULTI (a burst: a subscriber reads them
-        together); returns their seqs."""
+        together); returns their seqs. One Redis only: a cluster's pipeline has no MULTI."""
+        if self.sharded:
+            raise NotImplementedError("append_many needs MULTI, which a cluster pipeline lacks")
         async with self._redis.pipeline(transaction=True) as pipe:
+            client = cast(Any, pipe)  # redis-py types a script's client as Redis, not Pipeline
             for event_json in events_json:
                 announcement = self.announcement(keys, event_json)
-                await self._publish(keys=announcement.keys, args=announcement.args, client=pipe)
+                await self._publish(keys=announcement.keys, args=announcement.args, client=client)
             return [int(seq) for seq in await pipe.execute()]
 
     async def after(self, keys: TenantKeys, seq: int, *, limit: int = 10_000) -> Replay:
