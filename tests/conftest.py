@@ -55,6 +55,12 @@ def valkey_cluster() -> Iterator[ValkeyCluster]:
     yield from cluster_running()
 
 
+@pytest.fixture
+def cluster_settings(valkey_cluster: ValkeyCluster, namespace: str) -> Settings:
+    """Settings of a test on the cluster: REDIS_CLUSTER_URL, and a namespace of its own."""
+    return Settings(redis_cluster_url=valkey_cluster.url, namespace=namespace)
+
+
 @pytest.fixture(params=SERVERS)
 def redis_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis7":

@@ -34,14 +34,8 @@ def event(tenant: str, progress: int) -> JobEvent:
 
 
 @pytest.fixture
-def cluster_settings(valkey_cluster: ValkeyCluster, namespace: str) -> Settings:
-    return Settings(redis_cluster_url=valkey_cluster.url, namespace=namespace)
-
-
-@pytest.fixture
 async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
     client = cluster_client(cluster_settings, retry_for_s=5.0)
-    assert isinstance(client, RedisCluster)
     yield client
     await client.aclose()
 

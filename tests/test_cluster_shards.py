@@ -9,7 +9,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio.cluster import RedisCluster
 
 from docpulse.bus import EventBus
 from docpulse.connections import cluster_client
@@ -40,14 +39,8 @@ class Received:
 
 
 @pytest.fixture
-def cluster_settings(valkey_cluster: ValkeyCluster, namespace: str) -> Settings:
-    return Settings(redis_cluster_url=valkey_cluster.url, namespace=namespace)
-
-
-@pytest.fixture
 async def bus(cluster_settings: Settings) -> AsyncIterator[EventBus]:
     records = cluster_client(cluster_settings, retry_for_s=5.0)
-    assert isinstance(records, RedisCluster)
     publishing = EventBus.from_settings(records, cluster_settings)
     yield publishing
     await publishing.aclose(flush_timeout_s=15.0)
