@@ -103,15 +103,6 @@ class Liveness:
             logger.warning("%d jobs of dead workers %s run again", dropped, ", ".join(owners))
         return dropped
 
-    async def run(self) -> None:
-        """Beat every third of the TTL until cancelled; Redis errors are waited out."""
-        while True:
-            try:
-                await self.beat()
-            except (RedisError, OSError) as exc:
-                logger.warning("worker liveness not recorded (%s)", type(exc).__name__)
-            await asyncio.sleep(self.interval_s)
-
     async def leave(self) -> None:
         """A clean stop: this worker's jobs have ended or were handed back."""
         with contextlib.suppress(RedisError, OSError):

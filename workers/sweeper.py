@@ -8,12 +8,10 @@ interval; a sweep cut short (Redis away, the worker killed) is done again by the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
-from redis.exceptions import RedisError
 
 from docpulse.keys import Keys
 from store.pending import PendingEnqueues
@@ -34,12 +32,3 @@ class Sweeper:
         if not await self._redis.set(self._lock, "1", px=self._interval_ms, nx=True):
             return 0
         return await self._pending.sweep(timestamp_ms() - self._interval_ms)
-
-    async def run(self) -> None:
-        """Sweep every interval until cancelled; Redis errors are logged and waited out."""
-        while True:
-            try:
-                await self.sweep_once()
-            except (RedisError, OSError) as exc:
-                logger.warning("pending enqueues not swept (%s)", type(exc).__name__)
-            await asyncio.sleep(self._interval_ms / 1000)

@@ -22,6 +22,7 @@ from store.records import Records
 from workers import jobs, metrics
 from workers.deps import Deps
 from workers.liveness import Liveness
+from workers.periodic import Periodic
 from workers.stages.embed import Embedder, load_embedder
 from workers.sweeper import Sweeper
 
@@ -214,7 +215,12 @@ async def startup(ctx: dict[str, Any]) -> None:
         )  # fmt: skip
         worker.liveness = liveness
         ctx["liveness"] = liveness
-        ctx["liveness_task"] = asyncio.create_task(liveness.run(), name="docpulse-liveness")
+        # a beat every third of the TTL
+        beating = Periodic(
+            liveness.beat, liveness.interval_s, failed="worker liveness not recorded"
+        )
+        beating.start("docpulse-liveness")
+        ctx["liveness_loop"] = beating
     ctx["deps"] = Deps(
         settings=settings,
         keys=keys,
@@ -227,17 +233,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     deps: Deps = ctx["deps"]
     sweeper = Sweeper(deps.records, deps.arq, keys, interval_s=settings.enqueue_sweep_interval_s)
-    ctx["sweeper_task"] = asyncio.create_task(sweeper.run(), name="docpulse-enqueue-sweeper")
+    sweeping = Periodic(
+        sweeper.sweep_once, settings.enqueue_sweep_interval_s, failed="pending enqueues not swept"
+    )
+    sweeping.start("docpulse-enqueue-sweeper")
+    ctx["sweeper_loop"] = sweeping
     logger.info("worker ready: queue %s, embedder %s", keys.queue, embedder.name)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    if "sweeper_task" in ctx:
-        ctx["sweeper_task"].cancel()
-        await asyncio.gather(ctx["sweeper_task"], return_exceptions=True)
-    if "liveness_task" in ctx:
-        ctx["liveness_task"].cancel()
-        await asyncio.gather(ctx["liveness_task"], return_exceptions=True)
+    for loop in ("sweeper_loop", "liveness_loop"):
+        if loop in ctx:
+            await ctx[loop].stop()
         await ctx["liveness"].leave()
     if "deps" in ctx:
         await ctx["deps"].bus.aclose()
