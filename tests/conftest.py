@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis.internal.conjecture import providers as hypothesis_providers
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
@@ -28,6 +29,15 @@ from tests.helpers.jobs import on_two_servers
 from tests.helpers.processes import web_running
 from tests.helpers.redistools import Listener
 from tests.helpers.webtools import AppClient, MakeClient, keyed
+
+# hypothesis parses the source of each newly imported local module (for constants to try in its
+# examples) on whichever thread draws an example. On Python 3.11, ast.parse in schemathesis'
+# thread (tests/test_fuzz_api.py) can raise "SystemError: AST constructor recursion depth
+# mismatch", which hypothesis reports as a flaky failure of the test (seen in CI). The constants
+# are only a hint to its search, so it parses none here.
+if hasattr(hypothesis_providers, "_get_local_constants"):
+    hypothesis_providers._get_local_constants = lambda: hypothesis_providers._local_constants
+
 
 E2E_TIMEOUT_S = 20
 
