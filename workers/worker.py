@@ -242,9 +242,10 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for loop in ("sweeper_loop", "liveness_loop"):
-        if loop in ctx:
-            await ctx[loop].stop()
+    if "sweeper_loop" in ctx:
+        await ctx["sweeper_loop"].stop()
+    if "liveness_loop" in ctx:
+        await ctx["liveness_loop"].stop()
         await ctx["liveness"].leave()
     if "deps" in ctx:
         await ctx["deps"].bus.aclose()
