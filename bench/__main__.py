@@ -24,14 +24,19 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bench import fanout, pipeline, publish
+from bench import cluster, fanout, pipeline, publish
 from bench.keyspace import NOTIFY_KEYSPACE_EVENTS
 from bench.report import Row, print_table, write_results
 from bench.suite import FULL, QUICK, BenchContext, Plan, Suite
 from cli.embedded import EmbeddedRedis
 from docpulse.settings import Settings, SettingsError
 
-SUITES: dict[str, Suite] = {"publish": publish.run, "pipeline": pipeline.run, "fanout": fanout.run}
+SUITES: dict[str, Suite] = {
+    "publish": publish.run,
+    "pipeline": pipeline.run,
+    "fanout": fanout.run,
+    "cluster": cluster.run,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
