@@ -191,6 +191,10 @@ async def _submit(settings: Settings, args: argparse.Namespace, token: str | Non
             raise ValueError("--url needs --token (or $DOCPULSE_TOKEN): docpulse token TENANT")
         if not args.url and tenant_id is None:
             raise ValueError("--tenant is needed without --url (with --url the token names it)")
+        if not args.url and args.follow and settings.redis_cluster_url:
+            # the records go to the cluster; its events are SPUBLISHed, which follow's
+            # subscription (one Redis's SUBSCRIBE) cannot hear
+            raise ValueError("--follow on a Redis Cluster needs --url (the web app relays)")
         content = await asyncio.to_thread(path.read_bytes)
     except (ValueError, OSError) as exc:
         console.print(f"docpulse submit: {exc}")

@@ -16,20 +16,26 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from cli.embedded import EmbeddedRedis
+from cli.main import main
 from docpulse.connections import records_client, servers
 from docpulse.events import JobEvent
 from docpulse.history import EventLog
 from docpulse.keys import Keys
+from docpulse.queue import create_arq_pool
 from docpulse.settings import Settings
+from store import tenant_index
 from store.overview import read_overview
+from store.pending import PendingEnqueues
 from store.records import Chunk, Records
 from tests.conftest import forget_namespace
 from tests.helpers.cluster import ValkeyCluster
 from tests.helpers.jobs import controls, run_burst, start_worker, submit
+from tests.helpers.paths import ROOT
 from tests.helpers.processes import env_for
 from tests.helpers.webtools import eventually
 from workers.stages.embed import HashingEmbedder
@@ -357,3 +363,39 @@ async def test_writes_without_multi_on_a_cluster_delete_update_and_store_chunks(
         assert await cluster.scard(tk.in_flight) == len(kept)  # type: ignore[misc]
         assert int(await cluster.get(tk.stored_bytes) or 0) == len(kept) * len(TEXT)
     assert set((await states(records, gone)).values()) == {"missing"}
+
+
+def test_submit_follow_without_the_web_app_is_refused_on_a_cluster(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the document would go to the cluster, where following it from here hears nothing
+    monkeypatch.setenv("REDIS_CLUSTER_URL", "redis://127.0.0.1:7000")
+    path = ROOT / "tests" / "data" / "notes.md"
+    assert main(["submit", str(path), "--tenant", "acme", "--follow"]) == 2
+    assert "--follow on a Redis Cluster needs --url" in capsys.readouterr().err
+
+
+async def test_the_sweep_enqueues_pending_jobs_of_tenants_on_every_primary(
+    store_settings: Settings, cluster: RedisCluster, valkey_cluster: ValkeyCluster
+) -> None:
+    # stored, never enqueued (as when the queue's server was away): the marks are the truth
+    keys = Keys(store_settings.namespace)
+    records = Records(cluster, keys)
+    documents = {}
+    for tenant in tenants_on_every_primary(valkey_cluster, keys, per_primary=1):
+        await tenant_index.remember(cluster, keys, tenant)
+        doc, _ = await records.create_document(
+            tenant, filename="a.md", content_type="text/markdown", content=TEXT
+        )
+        documents[doc.document_id] = tenant
+    arq = await create_arq_pool(store_settings)
+    try:
+        sweep = PendingEnqueues(records, arq, keys)
+        assert await sweep.sweep(timestamp_ms() + 1) == len(documents)
+        assert await sweep.sweep(timestamp_ms() + 1) == 0  # the marks are cleared
+    finally:
+        await arq.aclose()
+
+    await run_burst(store_settings)
+
+    assert set((await states(records, documents)).values()) == {"done"}
