@@ -59,6 +59,7 @@ async def store_settings(
         health_check_interval_s=1.0,
         chunk_size=400,
         chunk_overlap=50,
+        result_ttl_s=3600,  # a finished document's data expires: store/expire_document.lua
     )
     await forget_namespace(queue_valkey.url, cluster_settings.namespace)
     await asyncio.to_thread(forget_on_cluster, valkey_cluster, cluster_settings.namespace)
@@ -168,6 +169,7 @@ async def test_documents_of_tenants_on_every_primary_reach_done_through_the_work
         assert doc.chunk_count
         assert await records.get_chunks(tenant, doc.document_id)
         assert await records.get_text(tenant, doc.document_id)
+        assert 0 < await cluster.ttl(keys.tenant(tenant).document(doc.document_id)) <= 3600
         events = await history(cluster, keys, tenant)
         assert sorted(e.document_id for e in events if e.event == "embed_done") == mine
         # the events went out on the tenant's shard only: SPUBLISH, never a cluster-wide PUBLISH
