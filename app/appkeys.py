@@ -7,9 +7,9 @@ from typing import Final
 
 from aiohttp import web
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from app.relay.hub import Hub
+from docpulse.connections import RecordsRedis
 from docpulse.keys import Keys
 from docpulse.settings import Settings
 from store.cancel import Controls
@@ -17,7 +17,7 @@ from store.records import Records
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 KEYS: Final = web.AppKey("keys", Keys)
-REDIS: Final = web.AppKey("redis", Redis)
+REDIS: Final[web.AppKey[RecordsRedis]] = web.AppKey("redis")  # one Redis or a cluster
 ARQ: Final = web.AppKey("arq", ArqRedis)
 RECORDS: Final = web.AppKey("records", Records)
 CONTROLS: Final = web.AppKey("controls", Controls)  # cancel and retry

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 import jwt
 from aiohttp import web
-from redis.asyncio import Redis
 
 from app import session
 from app.errors import json_error
 from app.metrics import AUTH_REFUSED
+from docpulse.connections import RecordsRedis
 from docpulse.keys import Keys
 from docpulse.settings import Settings
 from docpulse.tenants import InvalidTenant, validate_tenant_id
@@ -110,7 +110,7 @@ def _ticket_key(keys: Keys, ticket: str) -> str:
     return f"{keys.namespace}dp:ws-ticket:{ticket}"
 
 
-async def issue_ticket(redis: Redis, keys: Keys, tenant_id: str, ttl_s: int) -> str:
+async def issue_ticket(redis: RecordsRedis, keys: Keys, tenant_id: str, ttl_s: int) -> str:
     ticket = secrets.token_urlsafe(24)
     stored = await redis.set(_ticket_key(keys, ticket), tenant_id, nx=True, ex=ttl_s)
     if not stored:  # pragma: no cover - 192 random bits do not collide
@@ -118,7 +118,7 @@ async def issue_ticket(redis: Redis, keys: Keys, tenant_id: str, ttl_s: int) -> 
     return ticket
 
 
-async def redeem_ticket(redis: Redis, keys: Keys, ticket: str) -> str:
+async def redeem_ticket(redis: RecordsRedis, keys: Keys, ticket: str) -> str:
     """The tenant a ticket was issued to; it cannot be used again. A 401 if unknown or used."""
     if not ticket or len(ticket) > 128:
         raise unauthorized("ticket", "invalid ticket")

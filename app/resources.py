@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from app.appkeys import ARQ, CONTROLS, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.relay.hub import Hub
@@ -52,6 +53,9 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # the subscription and its probes get a client of their own: requests that use up the
     # bounded pool must not keep the hub from (re)subscribing or probing
     events_redis = records_client(settings, retry_for_s=2.0)
+    if not isinstance(events_redis, Redis):  # a cluster: its events are SPUBLISHed
+        await events_redis.aclose()
+        raise RuntimeError("the hub SUBSCRIBEs on one Redis; on a cluster it needs docpulse.shards")
     hub = Hub(
         events_redis,
         app[KEYS],

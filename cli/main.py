@@ -104,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dev()
     if args.command == "token":
         return _token(settings, args.tenant, args.ttl, operator=args.operator)
-    if args.command in ("web", "worker") and settings.redis_cluster_url:
-        # a cluster URL that the processes ignored would run everything on REDIS_URL unasked
+    if args.command == "web" and settings.redis_cluster_url:
+        # a cluster URL that the web process ignored would serve everything from REDIS_URL
+        # unasked; the worker runs on a cluster (records there, arq's queue on REDIS_URL)
         print(
             f"docpulse {args.command}: REDIS_CLUSTER_URL is set, but docpulse {args.command} does"
             " not run on a Redis Cluster yet (README: On a Redis Cluster); unset it",
@@ -190,6 +191,10 @@ async def _submit(settings: Settings, args: argparse.Namespace, token: str | Non
             raise ValueError("--url needs --token (or $DOCPULSE_TOKEN): docpulse token TENANT")
         if not args.url and tenant_id is None:
             raise ValueError("--tenant is needed without --url (with --url the token names it)")
+        if not args.url and args.follow and settings.redis_cluster_url:
+            # the records go to the cluster; its events are SPUBLISHed, which follow's
+            # subscription (one Redis's SUBSCRIBE) cannot hear
+            raise ValueError("--follow on a Redis Cluster needs --url (the web app relays)")
         content = await asyncio.to_thread(path.read_bytes)
     except (ValueError, OSError) as exc:
         console.print(f"docpulse submit: {exc}")

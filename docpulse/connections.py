@@ -4,13 +4,20 @@ Two roles, two servers at most (`Servers`): the **records** (every tenant's keys
 history, events, caps, tickets; the id counters and the tenant index) and the **queue** (arq's
 queue and job keys, the workers' in-progress marks and signs of life). No Lua script touches both:
 each runs on the one server its keys live on. Both are REDIS_URL unless RECORDS_REDIS_URL names
-another server for the records, and then the same client serves both roles. A Redis Cluster for
-the records (each tenant's keys share one hash tag, so one slot) would be a cluster client in
-`servers`'s records line; the queue stays on a plain Redis, as arq needs.
+another server for the records, and then the same client serves both roles.
 
-`cluster_client` is that client for REDIS_CLUSTER_URL (redis-py's async RedisCluster: scripts
-routed by their keys' slot, events SPUBLISHed by docpulse.history). The event bus and history run
-on it; the web and worker processes do not use it yet (they refuse REDIS_CLUSTER_URL).
+With REDIS_CLUSTER_URL the records live on a Redis Cluster: `servers` and `records_client` give a
+`cluster_client` for them (redis-py's async RedisCluster), and the queue stays on REDIS_URL, a
+plain Redis, as arq needs. Every tenant's keys share one hash tag (docpulse.keys), so one slot:
+each script over them runs on that slot's node, and the scripts that publish an event SPUBLISH it
+there (docpulse.scripts' sharded variants, chosen by `sharded(client)`). The global keys (the id
+counters, the tenant index, the sweep's lock) are each written by a command of their own, never
+in a script with a tenant's keys. A cluster has no MULTI: what must be atomic over a tenant's
+keys is a script. `RecordsRedis` is the type of a records client, one Redis or a cluster.
+
+The worker runs on a cluster; the web process does not yet (cli/main.py refuses
+REDIS_CLUSTER_URL for it: its hub subscribes with SUBSCRIBE, and a cluster's events are sharded,
+docpulse.shards).
 """
 
 from __future__ import annotations
@@ -47,7 +54,9 @@ def _tls_kwargs(settings: Settings, url: str) -> dict[str, Any]:
 class Servers:
     """The client of each role; one object for both when the records live on the queue's Redis."""
 
-    records: Redis  # tenant records, history, events, caps (RECORDS_REDIS_URL, else REDIS_URL)
+    # tenant records, history, events, caps: REDIS_CLUSTER_URL's cluster, else RECORDS_REDIS_URL,
+    # else REDIS_URL
+    records: RecordsRedis
     queue: Redis  # arq's queue and job keys, workers' marks and signs of life (REDIS_URL)
 
     @property
@@ -61,16 +70,27 @@ class Servers:
 
 
 def servers(settings: Settings, **options: Any) -> Servers:
-    """A client per role with `redis_client`'s `options`; the same client for both on one Redis."""
+    """A client per role with `redis_client`'s `options`; the same client for both on one Redis.
+    With REDIS_CLUSTER_URL the records' client is `cluster_client`'s, with the `options` it
+    takes (`records_client`), and the queue's is REDIS_URL's."""
     queue = redis_client(settings, url=settings.redis_url, **options)
-    if settings.records_url == settings.redis_url:
+    if not settings.redis_cluster_url and settings.records_url == settings.redis_url:
         return Servers(records=queue, queue=queue)
     return Servers(records=records_client(settings, **options), queue=queue)
 
 
-def records_client(settings: Settings, **options: Any) -> Redis:
-    """A client of the records' server alone (the hub's subscription, the bus)."""
+def records_client(settings: Settings, **options: Any) -> RecordsRedis:
+    """A client of the records' server alone (the hub's subscription, the bus): the cluster of
+    REDIS_CLUSTER_URL when it is set, with `cluster_client`'s share of `redis_client`'s
+    `options` (see there), else RECORDS_REDIS_URL's (or REDIS_URL's) Redis."""
+    if settings.redis_cluster_url:
+        return cluster_client(settings, **options)
     return redis_client(settings, url=settings.records_url, **options)
+
+
+def sharded(redis: RecordsRedis) -> bool:
+    """Whether `redis` is a cluster: its scripts' events are SPUBLISHed (docpulse.scripts)."""
+    return isinstance(redis, RedisCluster)
 
 
 def redis_client(
@@ -118,10 +138,22 @@ def register_script(redis: RecordsRedis, text: str) -> AsyncScript:
 
 
 def cluster_client(
-    settings: Settings, *, retry_for_s: float = 0.0, timeout_s: float = 5.0
+    settings: Settings,
+    *,
+    retry_for_s: float = 0.0,
+    timeout_s: float = 5.0,
+    max_connections: int | None = None,
+    pool_timeout_s: float = 2.0,
 ) -> RedisCluster:
     """A client of the cluster REDIS_CLUSTER_URL names (any node: it finds the others and
     follows MOVED/ASK), for the records, the history and the event bus.
+
+    `redis_client`'s options, as a cluster takes them: `retry_for_s` and `timeout_s` alike;
+    `max_connections` bounds the connections to each node (RedisCluster keeps a pool per node,
+    so the cluster as a whole may hold that many per primary), and a command that finds its
+    node's connections all busy fails at once with redis' MaxConnectionsError (a ConnectionError,
+    retried as one, up to the attempts below) instead of waiting: RedisCluster has no blocking
+    pool, so `pool_timeout_s` is accepted for `servers`'s sake and not used.
 
     On a cluster a command that meets a node gone away or a cluster down (a failover under way)
     is retried on a refreshed slot map, at least 3 times (`retry_for_s` / 0.5 when more); what
@@ -130,9 +162,12 @@ def cluster_client(
     """
     if not settings.redis_cluster_url:
         raise ValueError("REDIS_CLUSTER_URL is not set")
+    del pool_timeout_s  # no blocking pool on a cluster (see above)
     retries = int(retry_for_s / 0.5)
+    bounded = {} if max_connections is None else {"max_connections": max_connections}
     cluster: RedisCluster = RedisCluster.from_url(
         settings.redis_cluster_url,
+        **bounded,
         retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[ConnectionError, TimeoutError],
         cluster_error_retry_attempts=max(retries, 3),

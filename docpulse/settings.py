@@ -33,7 +33,8 @@ class Settings:
     # self-signed certificates, so its documented setting is "none".
     redis_ssl_cert_reqs: str = "none"
     # REDIS_CLUSTER_URL: any node of a Redis/Valkey Cluster (the rest is discovered) for the
-    # records and the event bus, whose events are then SPUBLISHed; empty: all on REDIS_URL
+    # records and the event bus, whose events are then SPUBLISHed (before RECORDS_REDIS_URL;
+    # arq's queue stays on REDIS_URL); empty: no cluster
     redis_cluster_url: str = ""
     # REDIS_RETRY: seconds a job's Redis calls keep retrying before the attempt is handed back
     redis_retry_s: float = 5.0

@@ -24,6 +24,9 @@ retry first checks there that the job's last attempt no longer runs (arq's in-pr
 else `busy`), and after its script puts the job back on arq's queue (store/arq_jobs.py
 `requeue`); were that lost, the retry's pending-enqueue mark has a worker's sweep do it
 (store/pending.py).
+
+On a Redis Cluster the scripts run on the tenant's slot and cancel.lua SPUBLISHes its event (its
+sharded variant); the id a cancel takes for a stage not yet made is INCRed on its own first.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from docpulse.bus import EventBus
+from docpulse.connections import RecordsRedis, register_script, sharded
 from docpulse.events import STAGES, Stage, make_event
 from docpulse.keys import Keys
 from docpulse.scripts import lua
@@ -76,15 +79,15 @@ class Unfinished:
 
 class Controls:
     def __init__(
-        self, redis: Redis, arq: ArqRedis, keys: Keys, records: Records, bus: EventBus
+        self, redis: RecordsRedis, arq: ArqRedis, keys: Keys, records: Records, bus: EventBus
     ) -> None:
         self._redis = redis
         self._arq = arq
         self._keys = keys
         self._records = records
         self._bus = bus
-        self._cancel = redis.register_script(_CANCEL)
-        self._retry = redis.register_script(_RETRY)
+        self._cancel = register_script(redis, _CANCEL_SHARDED if sharded(redis) else _CANCEL)
+        self._retry = register_script(redis, _RETRY)
         self._pending = PendingEnqueues(records, arq, keys)
 
     async def cancel(self, tenant_id: str, document_id: int) -> bool:
@@ -237,6 +240,7 @@ class Controls:
 
 SCAN_PAGE: Final = 500  # documents' states read per round trip by `retry_many`
 _CANCEL: Final = lua("store", "cancel.lua")
+_CANCEL_SHARDED: Final = lua("store", "cancel.lua", sharded=True)
 _RETRY: Final = lua("store", "retry.lua")
 
 

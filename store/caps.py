@@ -27,8 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from redis.asyncio import Redis
-
+from docpulse.connections import RecordsRedis, register_script
 from docpulse.keys import Keys
 from docpulse.scripts import lua
 from docpulse.settings import Settings
@@ -36,7 +35,6 @@ from docpulse.settings import Settings
 Cap = Literal["uploads_per_minute", "in_flight", "stored_bytes"]
 # the admission of a document (the early check here, the creation in records.py), one script
 ADMIT: Final = lua("store", "admit.lua")
-_RELEASE: Final = lua("store", "release_caps.lua")
 _EXPIRE: Final = lua("store", "expire_document.lua")
 
 
@@ -92,25 +90,19 @@ class CapExceeded(Exception):
 
 
 class CapCounters:
-    """The caps' bookkeeping outside a document's creation: the early check, releases, expiry."""
+    """The caps' bookkeeping outside a document's creation and deletion (store/records.py): the
+    early check, expiry."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RecordsRedis, keys: Keys) -> None:
         self._keys = keys
-        self._check = redis.register_script(ADMIT)
-        self._release = redis.register_script(_RELEASE)
-        self._expire = redis.register_script(_EXPIRE)
+        self._check = register_script(redis, ADMIT)
+        self._expire = register_script(redis, _EXPIRE)
 
     async def check(self, tenant_id: str, caps: Caps, size: int = 0) -> Refusal | None:
         """Whether an upload of `size` bytes would be refused now (changes nothing it counts)."""
         keys = self._keys.tenant(tenant_id).caps()
         reply = await self._check(keys=keys, args=[*caps.args(self._keys, tenant_id), size])
         return Refusal.of_reply(reply)
-
-    async def release(self, pipe: Any, tenant_id: str, document_id: int) -> None:
-        """In `pipe`: the document is gone, out of flight and its bytes no longer stored."""
-        tk = self._keys.tenant(tenant_id)
-        keys = [tk.in_flight, tk.stored_sizes, tk.stored_bytes, tk.stored_expiry]
-        await self._release(keys=keys, args=[document_id], client=pipe)
 
     async def expire(self, tenant_id: str, document_id: int, ttl_s: int) -> None:
         """Expire a document's data in `ttl_s`, and its bytes leave the stored sum then."""

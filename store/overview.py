@@ -12,6 +12,11 @@ every tenant's counters and the last failures across tenants. Read only; nothing
   uploads in the last minute, stored bytes) and its number of documents.
 - Failures: among each tenant's FAILURE_SCAN most recently updated jobs, the failed ones, newest
   first, with their reasons.
+
+The records may be a Redis Cluster (docpulse/connections.py `RecordsRedis`): the tenants come from
+the index (one key), never from a SCAN, and their counters and jobs are read in pipelines that
+redis-py's cluster client splits per node (reads only, no MULTI). The queue and the workers' keys
+are on the queue's plain Redis, where SCAN and MGET see them all.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
+from docpulse.connections import RecordsRedis
 from docpulse.keys import Keys
 from store import tenant_index
 
@@ -81,7 +87,7 @@ def _glob_escape(text: str) -> str:
 
 
 async def read_overview(
-    records: Redis, queue_redis: Redis, keys: Keys, *, liveness_ttl_s: float
+    records: RecordsRedis, queue_redis: Redis, keys: Keys, *, liveness_ttl_s: float
 ) -> Overview:
     """The overview from the records' server (`records`: tenants, failures) and the queue's
     (`queue_redis`: the queue, the workers, arq's heartbeat); one client for both on one Redis."""
@@ -143,7 +149,9 @@ async def _workers(redis: Redis, keys: Keys, owners: list[str], ttl_ms: int) -> 
     return sorted(views, key=lambda w: w.worker_id)
 
 
-async def _tenants(redis: Redis, keys: Keys, now_ms: int) -> tuple[list[TenantView], list[Failure]]:
+async def _tenants(
+    redis: RecordsRedis, keys: Keys, now_ms: int
+) -> tuple[list[TenantView], list[Failure]]:
     ids = await tenant_index.known(redis, keys)
     async with redis.pipeline(transaction=False) as pipe:
         for tenant_id in ids:
@@ -173,7 +181,7 @@ async def _tenants(redis: Redis, keys: Keys, now_ms: int) -> tuple[list[TenantVi
 _FIELDS: Final = ("state", "stage", "error", "document_id", "finished_at", "updated_ms")
 
 
-async def _failures(redis: Redis, keys: Keys, jobs: list[tuple[str, int]]) -> list[Failure]:
+async def _failures(redis: RecordsRedis, keys: Keys, jobs: list[tuple[str, int]]) -> list[Failure]:
     async with redis.pipeline(transaction=False) as pipe:
         for tenant_id, job_id in jobs:
             pipe.hmget(keys.tenant(tenant_id).job(job_id), list(_FIELDS))

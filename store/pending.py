@@ -13,7 +13,9 @@ arq job id that arq has already (store/enqueue_job.lua: its job or result key ex
 the record's, reserved when the document was stored), and a retried job goes back once per
 attempt (store/requeue_job.lua). A mark whose job is no longer queued (a worker started it, or it
 was cancelled) is cleared without enqueueing. One worker sweeps per interval (a lock key), at most
-SWEEP_BATCH jobs; the tenants come from the tenant index, written before any document.
+SWEEP_BATCH jobs; the tenants come from the tenant index, written before any document. On a Redis
+Cluster the tenants' marks are read in one pipeline that redis-py splits per node (reads only, no
+MULTI), and each script is one tenant's keys.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from docpulse.connections import register_script
 from docpulse.keys import Keys
 from docpulse.scripts import lua
 from store import tenant_index
@@ -51,7 +54,7 @@ class PendingEnqueues:
         self._records = records
         self._arq = arq
         self._keys = keys
-        self._clear = records.redis.register_script(_CLEAR)
+        self._clear = register_script(records.redis, _CLEAR)
 
     async def settle(self, job: JobRecord, marked_ms: int) -> bool:
         """Put `job` on arq's queue as its record says (a first enqueue, or a retried job's next

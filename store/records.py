@@ -2,6 +2,12 @@
 
 Events are the news; these records are the truth. Every call names the tenant, and every key it
 touches is that tenant's, so nothing is ever looked up by a bare id.
+
+The client is one Redis or a Redis Cluster (docpulse/connections.py `RecordsRedis`). A tenant's
+keys share one slot, so each script runs on one node; the scripts that announce a change publish
+its event with SPUBLISH on a cluster (their sharded variant). The global id counters are INCRed
+on their own, outside any script. What must change together is a script, never a MULTI, which a
+cluster's pipeline refuses; pipelines here only batch reads (split per node on a cluster).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar, cast
 
 import msgspec
-from redis.asyncio import Redis
 
+from docpulse.connections import RecordsRedis, register_script, sharded
 from docpulse.events import STAGES, Stage
 from docpulse.history import Announcement
 from docpulse.keys import Keys, TenantKeys
@@ -124,18 +130,22 @@ def _from_hash(raw: Mapping[bytes, bytes]) -> dict[str, str]:
 
 
 class Records:
-    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int = 0) -> None:
+    def __init__(self, redis: RecordsRedis, keys: Keys, *, ttl_s: int = 0) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
-        self._end_job = redis.register_script(_END_JOB)
-        self._update_job = redis.register_script(_UPDATE_JOB)
-        self._create = redis.register_script(ADMIT)
-        self._next_job = redis.register_script(_NEXT_JOB)
+        on_cluster = sharded(redis)
+        self._end_job = register_script(redis, _END_JOB_SHARDED if on_cluster else _END_JOB)
+        self._update_job = register_script(
+            redis, _UPDATE_JOB_SHARDED if on_cluster else _UPDATE_JOB
+        )
+        self._create = register_script(redis, ADMIT)
+        self._next_job = register_script(redis, _NEXT_JOB)
+        self._delete = register_script(redis, _DELETE_DOCUMENT)
         self.caps = CapCounters(redis, keys)
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RecordsRedis:
         """The records' server (docpulse/connections.py `Servers.records`)."""
         return self._redis
 
@@ -229,7 +239,10 @@ class Records:
         """Change a document's fields (None removes one). Its ending is not written here but with
         its job's (`end_job`), which also takes it out of flight."""
         key = self._tenant(tenant_id).document(document_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # on a cluster, no MULTI: the set and the removals of one hash then follow each other
+        # unguarded, which nothing minds (no script writes these fields; a reader in between
+        # sees some of them changed)
+        async with self._redis.pipeline(transaction=not sharded(self._redis)) as pipe:
             pipe.hset(key, mapping=_to_hash(fields))
             for name in [n for n, v in fields.items() if v is None]:
                 pipe.hdel(key, name)
@@ -241,13 +254,11 @@ class Records:
         if doc is None:
             return False
         job_ids = [j for j in (doc.job_id(s) for s in STAGES) if j is not None]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*tk.document_data(document_id), *(tk.job(j) for j in job_ids))
-            pipe.zrem(tk.documents, str(document_id))
-            if job_ids:
-                pipe.zrem(tk.jobs_by_update, *(str(j) for j in job_ids))
-            await self.caps.release(pipe, tenant_id, document_id)
-            await pipe.execute()
+        keys = [
+            tk.in_flight, tk.stored_sizes, tk.stored_bytes, tk.stored_expiry, tk.documents,
+            tk.jobs_by_update, *tk.document_data(document_id), *(tk.job(j) for j in job_ids),
+        ]  # fmt: skip
+        await self._delete(keys=keys, args=[document_id, *job_ids])
         return True
 
     async def expire_document(self, tenant_id: str, document_id: int) -> None:
@@ -465,7 +476,9 @@ class Records:
 
     async def set_chunks(self, tenant_id: str, document_id: int, chunks: Sequence[Chunk]) -> None:
         key = self._tenant(tenant_id).document_chunks(document_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # on a cluster, no MULTI: a reader may see the list part written, which nothing minds
+        # (the worker's chunks come with its job's ending, `end_job`; this is for tools and tests)
+        async with self._redis.pipeline(transaction=not sharded(self._redis)) as pipe:
             pipe.delete(key)
             for start in range(0, len(chunks), 500):
                 pipe.rpush(key, *(_chunk_encoder.encode(c) for c in chunks[start : start + 500]))
@@ -498,8 +511,11 @@ class Records:
 
 
 _END_JOB: Final = lua("store", "end_job.lua")
+_END_JOB_SHARDED: Final = lua("store", "end_job.lua", sharded=True)
 _UPDATE_JOB: Final = lua("store", "update_job.lua")
+_UPDATE_JOB_SHARDED: Final = lua("store", "update_job.lua", sharded=True)
 _NEXT_JOB: Final = lua("store", "next_job.lua")
+_DELETE_DOCUMENT: Final = lua("store", "delete_document.lua")
 
 
 def _queued_job(

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 from typing import Final
 
-from redis.asyncio import Redis
-
+from docpulse.connections import RecordsRedis
 from docpulse.keys import Keys
 
 MAX_LISTED: Final = 1000  # tenants the operator's page shows, in id order
 
 
-async def remember(redis: Redis, keys: Keys, tenant_id: str) -> None:
+async def remember(redis: RecordsRedis, keys: Keys, tenant_id: str) -> None:
     await redis.sadd(keys.tenants, tenant_id)  # type: ignore[misc]  # redis-py: sync-or-async
 
 
-async def known(redis: Redis, keys: Keys) -> list[str]:
+async def known(redis: RecordsRedis, keys: Keys) -> list[str]:
     """The indexed tenant ids, sorted; at most MAX_LISTED of them."""
     return (await every(redis, keys))[:MAX_LISTED]
 
 
-async def every(redis: Redis, keys: Keys) -> list[str]:
+async def every(redis: RecordsRedis, keys: Keys) -> list[str]:
     """Every indexed tenant id, sorted (the sweeper of pending enqueues, store/pending.py)."""
     members: set[bytes] = await redis.smembers(keys.tenants)  # type: ignore[misc]
     return sorted(m.decode() for m in members)

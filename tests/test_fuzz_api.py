@@ -22,7 +22,7 @@ import contextlib
 import copy
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hypothesis
 import pytest
@@ -80,7 +80,7 @@ async def starved_url(settings: Settings, redis: Redis) -> AsyncIterator[str]:
     async with serve(app) as url:
         pool = app[REDIS].connection_pool
         key = f"{settings.namespace}held"
-        holder = asyncio.create_task(hold(app[REDIS], key))
+        holder = asyncio.create_task(hold(cast(Redis, app[REDIS]), key))
         await eventually(lambda: len(pool._in_use_connections) == 1)
         yield url
         await redis.lpush(key, "release")  # type: ignore[misc]

@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
@@ -201,12 +202,12 @@ async def test_a_soak_leaves_every_document_ended_and_nothing_behind(
         await load.break_redis(server, tally, 1, WARM_UP_S)
         await warm_up.end()
         await quiet_point(records, url, tally, redis, worker)
-        before = await settled(redis, app[REDIS], None)
+        before = await settled(redis, cast(Redis, app[REDIS]), None)
         main = Phase(url, tally)
         await load.break_redis(server, tally, RESTARTS, SOAK_SECONDS - WARM_UP_S)
         await main.end()
         phantoms = await quiet_point(records, url, tally, redis, worker)
-        after = await settled(redis, app[REDIS], before)
+        after = await settled(redis, cast(Redis, app[REDIS]), before)
         every = [doc for _, doc in await load.all_documents(records, TENANTS)]
         states = Counter(doc.state for doc in every)
         reasons = Counter((doc.error or "")[:60] for doc in every if doc.state == "failed")

@@ -1,4 +1,10 @@
-"""The arq worker: its settings, its start-up and shut-down, and `docpulse worker`."""
+"""The arq worker: its settings, its start-up and shut-down, and `docpulse worker`.
+
+arq's queue, the workers' marks and signs of life are on REDIS_URL (a plain Redis, as arq
+needs); the records, history and events on the records' server (docpulse/connections.py
+`servers`): RECORDS_REDIS_URL, or with REDIS_CLUSTER_URL a Redis Cluster, where each tenant's
+scripts run on its slot and SPUBLISH their events there.
+"""
 
 from __future__ import annotations
 
@@ -201,7 +207,8 @@ def create_worker(settings: Settings, *, embedder: Embedder | None = None, **kw:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     keys = Keys(settings.namespace)
-    # records wait out a short blip; events never hold a job up (publish_event fails fast)
+    # records wait out a short blip (on a cluster: a failover, a moved slot); events never hold
+    # a job up (publish_event fails fast)
     redis = servers(settings, retry_for_s=settings.redis_retry_s)
     bus_redis = records_client(settings, timeout_s=2.0)
     embedder = ctx.get("embedder") or load_embedder(settings.embedder, dim=settings.embed_dim)

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from arq.worker import Worker
-from redis.asyncio import Redis
 
 from docpulse.bus import EventBus
-from docpulse.connections import records_client
+from docpulse.connections import RecordsRedis, records_client
 from docpulse.events import JobEvent
 from docpulse.keys import Keys
 from docpulse.queue import create_arq_pool
@@ -29,7 +28,7 @@ from workers.worker import create_worker
 
 async def submit(
     settings: Settings,
-    redis: Redis,
+    redis: RecordsRedis,
     path: Path | str,
     content: bytes | None = None,
     tenant: str = "acme",
