@@ -27,7 +27,7 @@ from tests.helpers.browser import launched
 from tests.helpers.cluster import ValkeyCluster, cluster_running
 from tests.helpers.jobs import on_two_servers
 from tests.helpers.processes import web_running
-from tests.helpers.redistools import Listener
+from tests.helpers.redistools import Listener, forget_namespace
 from tests.helpers.webtools import AppClient, MakeClient, keyed
 
 # hypothesis parses the source of each newly imported local module (for constants to try in its
@@ -82,18 +82,6 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:12]}:"
-
-
-async def forget_namespace(url: str, namespace: str) -> None:
-    """Delete the keys of a test's namespace on the server at `url` (never FLUSHALL)."""
-    client = Redis.from_url(url)
-    try:
-        token = namespace.rstrip(":")
-        keys = [key async for key in client.scan_iter(match=f"*{token}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ from store import tenant_index
 from store.overview import read_overview
 from store.pending import PendingEnqueues
 from store.records import Chunk, Records
-from tests.conftest import forget_namespace
 from tests.helpers.cluster import ValkeyCluster
 from tests.helpers.jobs import controls, run_burst, start_worker, submit
 from tests.helpers.paths import ROOT
 from tests.helpers.processes import env_for
+from tests.helpers.redistools import forget_namespace
 from tests.helpers.webtools import eventually
 from workers.stages.embed import HashingEmbedder
 

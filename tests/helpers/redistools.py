@@ -61,3 +61,15 @@ class Listener:
 
     async def close(self) -> None:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py 5 leaves it untyped
+
+
+async def forget_namespace(url: str, namespace: str) -> None:
+    """Delete the keys of a test's namespace on the server at `url` (never FLUSHALL)."""
+    client = Redis.from_url(url)
+    try:
+        token = namespace.rstrip(":")
+        keys = [key async for key in client.scan_iter(match=f"*{token}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
