@@ -1,0 +1,242 @@
+"""The hub on the local cluster (app/relay/sharded.py): sinks of tenants on every primary get each
+seq once, in order, while a slot of an active tenant migrates and while its primary is killed and
+replaced by its replica, though glide loses what is published while it follows the slot (the
+hub's recheck finds it in history); and a partition gone deaf is found by its probe and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio.cluster import RedisCluster
+
+from app.relay.channel import stamp_of
+from app.relay.frames import Burst, Frame
+from app.relay.hub import Hub
+from app.relay.sharded import ShardedPubSub
+from docpulse.bus import EventBus
+from docpulse.connections import cluster_client
+from docpulse.events import make_event
+from docpulse.history import EventLog
+from docpulse.keys import Keys
+from docpulse.settings import Settings
+from docpulse.shards import partition_of
+from docpulse.tenants import topic_for
+from tests.helpers.cluster import ClusterNode, ValkeyCluster
+from tests.helpers.webtools import eventually
+
+pytestmark = pytest.mark.e2e
+
+PARTITIONS = 3
+# glide resubscribes a moved channel at its next reconciliation: a long interval here makes sure
+# the last events published after a move are lost to the subscription (as ~0.1 s of them are
+# with the default of docpulse.shards), so only the hub's recheck can deliver them
+SLOW_RECONCILE_MS = 1500
+
+
+class SeqSink:
+    """A socket's side as the hub sees it: the seqs it was given, and whether it was told to
+    resync."""
+
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+        self.resynced = False
+
+    def offer(self, seq: int, frame: Frame) -> bool:
+        if seq:
+            assert stamp_of(frame.payload).seq == seq
+            self.seqs.append(seq)
+        elif b'"resync"' in frame.payload:
+            self.resynced = True
+        return True
+
+    def offer_many(self, burst: Burst) -> bool:
+        return all(self.offer(seq, frame) for seq, frame in burst.events)
+
+
+@dataclass
+class Setup:
+    hub: Hub
+    pubsub: ShardedPubSub
+    log: EventLog
+    bus: EventBus
+    keys: Keys
+    sinks: dict[str, SeqSink]
+
+    def channel(self, tenant: str) -> str:
+        return self.keys.tenant(tenant).channel
+
+    async def caught_up(self) -> bool:
+        """Every sink holds seqs 1..head exactly, or was told to resync."""
+        for tenant, sink in self.sinks.items():
+            head = (await self.log.head(self.keys.tenant(tenant))).head
+            if not sink.resynced and sink.seqs != list(range(1, head + 1)):
+                return False
+        return True
+
+    def exactly_once(self) -> None:
+        for tenant, sink in self.sinks.items():
+            assert sink.seqs == sorted(set(sink.seqs)), tenant
+
+
+def tenants_on_every_primary(cluster: ValkeyCluster, keys: Keys, per_node: int) -> list[str]:
+    found: dict[int, list[str]] = {}
+    n = 0
+    while len(found) < 3 or any(len(names) < per_node for names in found.values()):
+        tenant = f"hub{n}"
+        n += 1
+        names = found.setdefault(cluster.node_of(keys.tenant(tenant).channel).port, [])
+        if len(names) < per_node:
+            names.append(tenant)
+    return [tenant for names in found.values() for tenant in names]
+
+
+def event(tenant: str) -> Any:
+    return make_event("parse", "progress", tenant_id=tenant, document_id=1, job_id=1, progress=5)
+
+
+@pytest.fixture
+async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
+    client = cluster_client(cluster_settings, retry_for_s=5.0)
+    yield client
+    await client.aclose()
+
+
+def hub_setup(
+    valkey_cluster: ValkeyCluster,
+    cluster_settings: Settings,
+    records: RedisCluster,
+    **options: Any,
+) -> Callable[[], AsyncIterator[Setup]]:
+    async def running() -> AsyncIterator[Setup]:
+        keys = Keys(cluster_settings.namespace)
+        log = EventLog(records, max_length=10_000, ttl_s=600)
+        bus = EventBus.from_settings(records, cluster_settings)
+        pubsub = ShardedPubSub(valkey_cluster.url, keys, partitions=PARTITIONS, **options)
+        hub = Hub(None, keys, log, pubsub=pubsub, probe_interval_s=0.2, probe_timeout_s=1.0)
+        tenants = tenants_on_every_primary(valkey_cluster, keys, per_node=2)
+        sinks = {tenant: SeqSink() for tenant in tenants}
+        try:
+            async with hub.running():
+                for tenant, sink in sinks.items():
+                    await hub.join(tenant, sink)
+                yield Setup(hub, pubsub, log, bus, keys, sinks)
+        finally:
+            await bus.aclose(flush_timeout_s=10.0)
+
+    return running
+
+
+@pytest.fixture
+async def slow_setup(
+    valkey_cluster: ValkeyCluster, cluster_settings: Settings, records: RedisCluster
+) -> AsyncIterator[Setup]:
+    running = hub_setup(valkey_cluster, cluster_settings, records, reconcile_ms=SLOW_RECONCILE_MS)
+    async for setup in running():
+        yield setup
+
+
+@pytest.fixture
+async def setup(
+    valkey_cluster: ValkeyCluster, cluster_settings: Settings, records: RedisCluster
+) -> AsyncIterator[Setup]:
+    async for ready in hub_setup(valkey_cluster, cluster_settings, records)():
+        yield ready
+
+
+async def publishing_through(setup: Setup, disruption: Callable[[], object]) -> None:
+    """Every tenant publishes steadily while `disruption` runs in a thread; right after it, a
+    last event each, and then nothing more: the lost tail shows no seq gap."""
+    stop = asyncio.Event()
+
+    async def publish() -> None:  # one publisher: the bus is not made for concurrent callers
+        while not stop.is_set():
+            for tenant in setup.sinks:
+                await setup.bus.publish_event(topic_for(tenant), event(tenant))
+            await asyncio.sleep(0.01)
+
+    publisher = asyncio.create_task(publish())
+    try:
+        await eventually(
+            lambda: all(len(sink.seqs) > 5 for sink in setup.sinks.values()),
+            timeout=5,
+            what="events to every sink",
+        )
+        await asyncio.to_thread(disruption)
+    finally:
+        stop.set()
+        await publisher
+    for tenant in setup.sinks:
+        await setup.bus.publish_event(topic_for(tenant), event(tenant))
+    await eventually(lambda: not len(setup.bus.outbox), timeout=10, what="the outbox published")
+
+
+def other_primary(cluster: ValkeyCluster, node: ClusterNode) -> ClusterNode:
+    return next(n for n in cluster.primaries() if n.port != node.port)
+
+
+async def test_every_seq_once_after_a_migration_of_an_active_tenants_slot(
+    valkey_cluster: ValkeyCluster, slow_setup: Setup
+) -> None:
+    moving = next(iter(slow_setup.sinks))
+    channel = slow_setup.channel(moving)
+    slot = valkey_cluster.slot_of(channel)
+    target = other_primary(valkey_cluster, valkey_cluster.node_of(channel))
+
+    await publishing_through(slow_setup, lambda: valkey_cluster.migrate_slot(slot, target))
+
+    await eventually(slow_setup.caught_up, timeout=8, what="every sink at its head")
+    slow_setup.exactly_once()
+
+
+async def test_every_seq_once_after_a_primary_is_killed_and_replaced(
+    valkey_cluster: ValkeyCluster, setup: Setup
+) -> None:
+    seed = valkey_cluster.url  # the node the hub's clients start from stays up
+    failing = next(
+        tenant
+        for tenant in setup.sinks
+        if valkey_cluster.node_of(setup.channel(tenant)).url != seed
+    )
+    primary = valkey_cluster.node_of(setup.channel(failing))
+
+    await publishing_through(setup, lambda: valkey_cluster.fail_over(primary))
+
+    await eventually(setup.caught_up, timeout=10, what="every sink at its head")
+    setup.exactly_once()
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_a_deaf_partition_is_found_by_its_probe_and_restarted(setup: Setup) -> None:
+    tenant = next(iter(setup.sinks))
+    for _ in range(3):
+        await setup.bus.publish_event(topic_for(tenant), event(tenant))
+    await eventually(setup.caught_up, timeout=5, what="the first events")
+    repairs = sample("docpulse_hub_repairs_total")
+    for _ in range(3):  # probe rounds with nothing missing repair nothing
+        await setup.hub.check()
+    assert sample("docpulse_hub_repairs_total") == repairs
+
+    # glide is told to drop the partition's subscriptions: it will not take them back by itself
+    index = partition_of(setup.channel(tenant), PARTITIONS)
+    deafened = setup.pubsub.subscriber.channels_of(index)
+    await setup.pubsub.subscriber.partition(index).sunsubscribe(deafened, timeout_ms=2000)
+    assert not await setup.hub.probe()
+    deaf = sample("docpulse_hub_deaf_reconnects_total")
+    for _ in range(3):
+        await setup.bus.publish_event(topic_for(tenant), event(tenant))
+
+    await eventually(setup.caught_up, timeout=8, what="the events missed while deaf")
+    assert sample("docpulse_hub_deaf_reconnects_total") > deaf
+    await eventually(setup.hub.probe, timeout=5, what="the partition to hear again")
+    await setup.bus.publish_event(topic_for(tenant), event(tenant))
+    await eventually(setup.caught_up, timeout=5, what="a live event after the restart")
+    setup.exactly_once()
