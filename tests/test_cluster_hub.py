@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio.cluster import RedisCluster
 
+from app.appkeys import HUB
 from app.relay.channel import stamp_of
 from app.relay.frames import Burst, Frame
 from app.relay.hub import Hub
@@ -28,7 +29,7 @@ from docpulse.settings import Settings
 from docpulse.shards import partition_of
 from docpulse.tenants import topic_for
 from tests.helpers.cluster import ClusterNode, ValkeyCluster
-from tests.helpers.webtools import eventually
+from tests.helpers.webtools import MakeClient, eventually, is_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -67,17 +68,26 @@ class Setup:
     bus: EventBus
     keys: Keys
     sinks: dict[str, SeqSink]
+    behind: dict[str, str] = field(default_factory=dict)  # what `caught_up` last found missing
 
     def channel(self, tenant: str) -> str:
         return self.keys.tenant(tenant).channel
 
     async def caught_up(self) -> bool:
         """Every sink holds seqs 1..head exactly, or was told to resync."""
+        self.behind = {}
         for tenant, sink in self.sinks.items():
             head = (await self.log.head(self.keys.tenant(tenant))).head
             if not sink.resynced and sink.seqs != list(range(1, head + 1)):
-                return False
-        return True
+                missing = sorted(set(range(1, head + 1)) - set(sink.seqs))
+                self.behind[tenant] = f"head {head}, missing {missing[:20]}"
+        return not self.behind
+
+    async def wait_caught_up(self, timeout: float) -> None:
+        try:
+            await eventually(self.caught_up, timeout=timeout, what="every sink at its head")
+        except TimeoutError:
+            raise AssertionError(f"sinks behind: {self.behind}") from None
 
     def exactly_once(self) -> None:
         for tenant, sink in self.sinks.items():
@@ -102,7 +112,16 @@ def event(tenant: str) -> Any:
 
 @pytest.fixture
 async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
+    """The publishers' client of the cluster."""
     client = cluster_client(cluster_settings, retry_for_s=5.0)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def history(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
+    """The hub's client for the history, its own as in app/resources.py."""
+    client = cluster_client(cluster_settings, retry_for_s=2.0)
     yield client
     await client.aclose()
 
@@ -110,12 +129,16 @@ async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
 def hub_setup(
     valkey_cluster: ValkeyCluster,
     cluster_settings: Settings,
-    records: RedisCluster,
+    clients: tuple[RedisCluster, RedisCluster],
     **options: Any,
 ) -> Callable[[], AsyncIterator[Setup]]:
+    """The hub over ShardedPubSub (`options` for ShardedSubscriber), sinks joined for tenants
+    on every primary, a bus to publish with: clients are the publishers' and the history's."""
+    records, history = clients
+
     async def running() -> AsyncIterator[Setup]:
         keys = Keys(cluster_settings.namespace)
-        log = EventLog(records, max_length=10_000, ttl_s=600)
+        log = EventLog(history, max_length=10_000, ttl_s=600)
         bus = EventBus.from_settings(records, cluster_settings)
         pubsub = ShardedPubSub(valkey_cluster.url, keys, partitions=PARTITIONS, **options)
         hub = Hub(None, keys, log, pubsub=pubsub, probe_interval_s=0.2, probe_timeout_s=1.0)
@@ -134,18 +157,25 @@ def hub_setup(
 
 @pytest.fixture
 async def slow_setup(
-    valkey_cluster: ValkeyCluster, cluster_settings: Settings, records: RedisCluster
+    valkey_cluster: ValkeyCluster,
+    cluster_settings: Settings,
+    records: RedisCluster,
+    history: RedisCluster,
 ) -> AsyncIterator[Setup]:
-    running = hub_setup(valkey_cluster, cluster_settings, records, reconcile_ms=SLOW_RECONCILE_MS)
+    clients = (records, history)
+    running = hub_setup(valkey_cluster, cluster_settings, clients, reconcile_ms=SLOW_RECONCILE_MS)
     async for setup in running():
         yield setup
 
 
 @pytest.fixture
 async def setup(
-    valkey_cluster: ValkeyCluster, cluster_settings: Settings, records: RedisCluster
+    valkey_cluster: ValkeyCluster,
+    cluster_settings: Settings,
+    records: RedisCluster,
+    history: RedisCluster,
 ) -> AsyncIterator[Setup]:
-    async for ready in hub_setup(valkey_cluster, cluster_settings, records)():
+    async for ready in hub_setup(valkey_cluster, cluster_settings, (records, history))():
         yield ready
 
 
@@ -190,7 +220,7 @@ async def test_every_seq_once_after_a_migration_of_an_active_tenants_slot(
 
     await publishing_through(slow_setup, lambda: valkey_cluster.migrate_slot(slot, target))
 
-    await eventually(slow_setup.caught_up, timeout=8, what="every sink at its head")
+    await slow_setup.wait_caught_up(timeout=8)
     slow_setup.exactly_once()
 
 
@@ -207,7 +237,7 @@ async def test_every_seq_once_after_a_primary_is_killed_and_replaced(
 
     await publishing_through(setup, lambda: valkey_cluster.fail_over(primary))
 
-    await eventually(setup.caught_up, timeout=10, what="every sink at its head")
+    await setup.wait_caught_up(timeout=10)
     setup.exactly_once()
 
 
@@ -240,3 +270,26 @@ async def test_a_deaf_partition_is_found_by_its_probe_and_restarted(setup: Setup
     await setup.bus.publish_event(topic_for(tenant), event(tenant))
     await eventually(setup.caught_up, timeout=5, what="a live event after the restart")
     setup.exactly_once()
+
+
+async def test_the_web_app_on_a_cluster_relays_through_its_shards(
+    make_client: MakeClient,
+    settings: Settings,
+    valkey_cluster: ValkeyCluster,
+    records: RedisCluster,
+    cluster_settings: Settings,
+) -> None:
+    """REDIS_CLUSTER_URL set: the app's hub SSUBSCRIBEs over HUB_PARTITIONS partitions and reads
+    history on the cluster (its records stay on REDIS_URL here, as another branch changes)."""
+    client = await make_client(
+        settings, redis_cluster_url=valkey_cluster.url, hub_partitions=2, hub_probe_interval=0.2
+    )
+    hub = client.app[HUB]
+    await eventually(hub.probe, what="a probe through every partition")
+    await eventually(lambda: is_ready(client), what="/readyz through every partition")
+    sink = SeqSink()
+    await hub.join("acme", sink)
+    bus = EventBus.from_settings(records, cluster_settings)
+    for _ in range(3):
+        assert await bus.publish_event("acme.jobs", event("acme"))
+    await eventually(lambda: sink.seqs == [1, 2, 3], what="the events, in order")

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app import metrics
 from app.relay.channel import Channel, Sink, stamp_of
@@ -60,6 +60,13 @@ LAG_SAMPLE: Final = 8  # one event in this many is observed in the relay lag his
 DRAIN_MESSAGES: Final = 256
 DRAIN_BYTES: Final = 1 << 20
 RECHECK_BATCH: Final = 100  # history heads read at once by a recheck
+# what reading the history may raise: on a cluster also redis-py's RedisClusterException, which
+# is no RedisError (no node reachable while it refreshes its slot map, during a failover)
+LOG_ERRORS: Final = (RedisError, OSError, RedisClusterException)
+# and redis-py 5's cluster client lets the transport's errors of a node that just died, met by
+# concurrent commands, out as AttributeError or TypeError instead of ConnectionError (seen in
+# tests/test_cluster_hub.py; redis/redis-py#4287, #3835)
+CLUSTER_LEAKS: Final = (AttributeError, TypeError)
 
 
 class Hub:
@@ -85,6 +92,10 @@ class Hub:
         # a command can also meet redis-py's RuntimeError (see `_subscribe`)
         self._command_errors: tuple[type[BaseException], ...] = (*pubsub.errors, RuntimeError)
         self._probe_errors: tuple[type[BaseException], ...] = (TimeoutError, *pubsub.errors)
+        sharded = getattr(log, "sharded", False)  # the log is on a cluster
+        self._log_errors: tuple[type[BaseException], ...] = (
+            (*LOG_ERRORS, *CLUSTER_LEAKS) if sharded else LOG_ERRORS
+        )
         self._keys = keys
         self.log = log
         self._join_timeout_s = join_timeout_s
@@ -208,7 +219,7 @@ class Hub:
         """Learn where the channel's seq stands before the first socket gets anything."""
         try:
             head = await self.log.head(channel.keys)
-        except (RedisError, OSError):
+        except self._log_errors:
             head = None
         channel.start(None if head is None else (head.epoch, head.head))
 
@@ -240,7 +251,7 @@ class Hub:
         while True:
             try:
                 return await self.log.after(channel.keys, channel.last_seq or channel.base or 0)
-            except (RedisError, OSError):
+            except self._log_errors:
                 await asyncio.sleep(RETRY_DELAY_S)
 
     async def _read(self) -> None:
@@ -332,7 +343,10 @@ class Hub:
         reconnected."""
         while True:
             await asyncio.sleep(self._probe_interval_s)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a round that failed unforeseen must not end the probing
+                logger.exception("hub probe round failed")
 
     async def check(self) -> None:
         """One probe round; where the subscription may drop messages silently (`rechecks`),
@@ -361,7 +375,7 @@ class Hub:
             for channel, head in zip(batch, read, strict=True):
                 if isinstance(head, Replay):
                     heads[channel] = head
-                elif not isinstance(head, RedisError | OSError):
+                elif not isinstance(head, self._log_errors):
                     raise head
         return heads
 
