@@ -10,7 +10,8 @@ the records (each tenant's keys share one hash tag, so one slot) would be a clus
 
 `cluster_client` is that client for REDIS_CLUSTER_URL (redis-py's async RedisCluster: scripts
 routed by their keys' slot, events SPUBLISHed by docpulse.history). The event bus and history run
-on it; the web and worker processes do not use it yet (they refuse REDIS_CLUSTER_URL).
+on it, and so does the web hub's history (app/resources.py); the web and worker processes
+refuse REDIS_CLUSTER_URL for the rest (cli/main.py).
 """
 
 from __future__ import annotations
