@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from glide import ConnectionError as GlideConnectionError
 from prometheus_client import REGISTRY
 from redis.asyncio.cluster import RedisCluster
 
@@ -332,3 +333,29 @@ async def test_the_web_app_on_a_cluster_relays_through_its_shards(
     for _ in range(3):
         assert await bus.publish_event("acme.jobs", event("acme"))
     await eventually(lambda: sink.seqs == [1, 2, 3], what="the events, in order")
+
+
+class FirstSubscribeFails(ShardedPubSub):
+    """The cluster unreachable when the hub starts: its first SSUBSCRIBE fails."""
+
+    failed = False
+
+    async def subscribe(self, *channels: bytes) -> None:
+        if not self.failed:
+            self.failed = True
+            raise GlideConnectionError("the cluster is not reachable yet")
+        await super().subscribe(*channels)
+
+
+async def test_an_outage_at_start_up_ends_once_the_probes_are_subscribed(
+    valkey_cluster: ValkeyCluster, cluster_settings: Settings, history: RedisCluster
+) -> None:
+    keys = Keys(cluster_settings.namespace)
+    log = EventLog(history, max_length=100, ttl_s=60)
+    pubsub = FirstSubscribeFails(valkey_cluster.url, keys, partitions=PARTITIONS)
+    hub = Hub(None, keys, log, pubsub=pubsub, probe_interval_s=0.2, probe_timeout_s=1.0)
+    async with hub.running():
+        await eventually(hub.probe, what="the probes subscribed")
+        # degraded would keep the probe rounds from restarting a deaf partition
+        assert not hub.degraded
+        assert pubsub.failed

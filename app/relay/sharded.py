@@ -80,6 +80,9 @@ class ShardedPubSub:
         return [names[index] for index in range(self._partitions)]
 
     async def publish(self, channel: bytes, payload: bytes) -> None:
+        if not self.subscriber.clients:  # a probe before the hub's first SSUBSCRIBE went through
+            async with self._lock:
+                await self._started()
         await self.subscriber.publish(channel.decode(), payload)
 
     async def reconnect(self, index: int) -> None:
