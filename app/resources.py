@@ -1,7 +1,9 @@
 """One cleanup context per resource: the Redis clients of both roles (docpulse/connections.py
 `Servers`: the records, tickets and readiness; arq's queue, which the arq client that enqueues jobs
 by name shares; one client and one bounded pool, REDIS_MAX_CONNECTIONS, on one Redis), and the hub
-(with a client of its own for its subscription and probes, on the records' server)."""
+(with a client of its own for its subscription and probes, on the records' server; on a cluster,
+REDIS_CLUSTER_URL, glide clients SSUBSCRIBEd over HUB_PARTITIONS and a cluster client for the
+history)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from redis.asyncio import Redis
 from app.appkeys import ARQ, CONTROLS, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.relay.hub import Hub
 from docpulse.bus import EventBus
-from docpulse.connections import records_client, servers
+from docpulse.connections import cluster_client, records_client, servers
 from docpulse.history import EventLog
 from docpulse.queue import deserialize, serialize
 from store.cancel import Controls
@@ -49,6 +51,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    if settings.redis_cluster_url:
+        async for _ in _cluster_hub(app):
+            yield
+        return
     log = EventLog(app[REDIS], max_length=settings.history_length, ttl_s=settings.history_ttl_s)
     # the subscription and its probes get a client of their own: requests that use up the
     # bounded pool must not keep the hub from (re)subscribing or probing
@@ -69,3 +75,31 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
             yield
     finally:
         await events_redis.aclose()
+
+
+async def _cluster_hub(app: web.Application) -> AsyncIterator[None]:
+    """The hub on REDIS_CLUSTER_URL: SSUBSCRIBEd over HUB_PARTITIONS glide clients (imported
+    here only: glide is the `cluster` extra), its history read through a cluster client of its
+    own, as on one Redis: requests that use up the app's client never hold up a repair."""
+    from app.relay.sharded import ShardedPubSub
+
+    settings = app[SETTINGS]
+    history = cluster_client(settings, retry_for_s=2.0)
+    log = EventLog(history, max_length=settings.history_length, ttl_s=settings.history_ttl_s)
+    pubsub = ShardedPubSub(
+        settings.redis_cluster_url, app[KEYS], partitions=settings.hub_partitions
+    )
+    hub = Hub(
+        None,
+        app[KEYS],
+        log,
+        pubsub=pubsub,
+        probe_interval_s=settings.hub_probe_interval,
+        probe_timeout_s=settings.hub_probe_timeout,
+    )
+    try:
+        async with hub.running():
+            app[HUB] = hub
+            yield
+    finally:
+        await history.aclose()

@@ -12,6 +12,7 @@ import mimetypes
 import os
 import sys
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
 
 from rich.console import Console
@@ -104,12 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_dev()
     if args.command == "token":
         return _token(settings, args.tenant, args.ttl, operator=args.operator)
-    if args.command == "web" and settings.redis_cluster_url:
-        # a cluster URL that the web process ignored would serve everything from REDIS_URL
-        # unasked; the worker runs on a cluster (records there, arq's queue on REDIS_URL)
+    if args.command == "web" and settings.redis_cluster_url and not find_spec("glide"):
+        # the hub SSUBSCRIBEs through valkey-glide on a cluster (found, not imported: the
+        # parent process forks the web processes, and glide starts threads of its own)
         print(
-            f"docpulse {args.command}: REDIS_CLUSTER_URL is set, but docpulse {args.command} does"
-            " not run on a Redis Cluster yet (README: On a Redis Cluster); unset it",
+            "docpulse web: REDIS_CLUSTER_URL is set, and the web process subscribes to a"
+            " cluster through valkey-glide, which is not installed:"
+            " pip install 'docpulse[cluster]'",
             file=sys.stderr,
         )
         return 2

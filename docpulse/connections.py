@@ -15,9 +15,9 @@ counters, the tenant index, the sweep's lock) are each written by a command of t
 in a script with a tenant's keys. A cluster has no MULTI: what must be atomic over a tenant's
 keys is a script. `RecordsRedis` is the type of a records client, one Redis or a cluster.
 
-The worker runs on a cluster; the web process does not yet (cli/main.py refuses
-REDIS_CLUSTER_URL for it: its hub subscribes with SUBSCRIBE, and a cluster's events are sharded,
-docpulse.shards).
+The web and worker processes both run on a cluster. The web's hub does not subscribe through
+these clients there (a cluster's events are sharded): it SSUBSCRIBEs through valkey-glide
+(app/relay/sharded.py, docpulse.shards).
 """
 
 from __future__ import annotations

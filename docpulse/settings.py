@@ -136,6 +136,10 @@ class Settings:
     # subscription is reconnected and what it missed is read from history
     hub_probe_interval: float = 10.0
     hub_probe_timeout: float = 3.0
+    # HUB_PARTITIONS: on a cluster (REDIS_CLUSTER_URL), the subscription clients of the web
+    # process's hub: the 16384 slots fold into this many ranges, one glide client each
+    # (docpulse/shards.py), whatever the number of tenants
+    hub_partitions: int = 4
     # LOG_FORMAT: json (one object per line) or text (readable); unset: text under DOCPULSE_DEV,
     # else json. The worker reads it too.
     log_format: str = ""
@@ -242,6 +246,7 @@ class Settings:
             "max_attempts",
             "history_length",
             "outbox_size",
+            "hub_partitions",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

@@ -91,6 +91,32 @@ class ShardedSubscriber:
             await self._clients[index].sunsubscribe(group, timeout_ms=self._confirm_ms)
             self.channels -= group
 
+    def partition(self, index: int) -> GlideClusterClient:
+        """The glide client of partition `index` (tests make one deaf through it)."""
+        return self._clients[index]
+
+    def channels_of(self, index: int) -> set[str]:
+        return {c for c in self.channels if partition_of(c, self._partitions) == index}
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """SPUBLISH `payload` on `channel`, through the client of the channel's partition."""
+        (index,) = self._by_partition((channel,))
+        await self._clients[index].publish(payload, channel, sharded=True)
+
+    async def restart(self, index: int) -> None:
+        """Close partition `index`'s client and open a new one, subscribed to that partition's
+        channels again (once confirmed): for a partition found deaf, which glide's own
+        reconciliation did not mend."""
+        self._readers[index].cancel()
+        await asyncio.gather(self._readers[index], return_exceptions=True)
+        await self._clients[index].close()
+        client = self._clients[index] = await GlideClusterClient.create(self._config)
+        self._readers[index] = asyncio.create_task(
+            self._read(client), name=f"docpulse-shard-{index}"
+        )
+        if group := self.channels_of(index):
+            await client.ssubscribe(group, timeout_ms=self._confirm_ms)
+
     async def aclose(self) -> None:
         for reader in self._readers:
             reader.cancel()

@@ -185,3 +185,14 @@ def test_importing_the_contract_loads_no_web_or_job_code(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_web_app_loads_no_glide() -> None:
+    """valkey-glide is an extra (`cluster`): the web imports it only when REDIS_CLUSTER_URL is
+    set (app/resources.py), so a web process without it installed still starts."""
+    probe = (
+        "import sys, app.main, app.resources, app.relay.hub\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'glide', 'glide_shared'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

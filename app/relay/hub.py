@@ -15,6 +15,11 @@ ahead, when the subscription comes back after a reconnect, or when a probe finds
 reads what it missed from the tenant's history (`docpulse.history`) and delivers it in order before
 anything newer. If the history no longer reaches back, or its epoch changed, the sockets are told
 to resync. Sockets hear `{"op":"degraded"}` while Redis is away and `{"op":"live"}` once caught up.
+
+What it subscribes through is a `PubSub` (app/relay/pubsub.py): redis-py's on one Redis, or
+`app/relay/sharded.py`'s on a cluster, which has a probe channel per partition and may drop
+messages silently (glide following a moved slot): there, each probe round also rechecks every
+channel against its history head read before the probes went out, and repairs what is behind.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app import metrics
 from app.relay.channel import Channel, Sink, stamp_of
 from app.relay.frames import DEGRADED, LIVE, PING_FRAME
+from app.relay.pubsub import PubSub, RedisPubSub
 from docpulse.history import EventLog, Replay
 from docpulse.keys import Keys
 from docpulse.tenants import topic_for
@@ -53,12 +59,20 @@ LAG_SAMPLE: Final = 8  # one event in this many is observed in the relay lag his
 # has already read before it flushes them to the sockets
 DRAIN_MESSAGES: Final = 256
 DRAIN_BYTES: Final = 1 << 20
+RECHECK_BATCH: Final = 100  # history heads read at once by a recheck
+# what reading the history may raise: on a cluster also redis-py's RedisClusterException, which
+# is no RedisError (no node reachable while it refreshes its slot map, during a failover)
+LOG_ERRORS: Final = (RedisError, OSError, RedisClusterException)
+# and redis-py 5's cluster client lets the transport's errors of a node that just died, met by
+# concurrent commands, out as AttributeError or TypeError instead of ConnectionError (seen in
+# tests/test_cluster_hub.py; redis/redis-py#4287, #3835)
+CLUSTER_LEAKS: Final = (AttributeError, TypeError)
 
 
 class Hub:
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | None,
         keys: Keys,
         log: EventLog,
         *,
@@ -66,9 +80,22 @@ class Hub:
         probe_interval_s: float = 10.0,
         probe_timeout_s: float = 3.0,
         heartbeat_s: float | None = None,
+        pubsub: PubSub | None = None,
     ) -> None:
-        self._redis = redis
-        self._pubsub = redis.pubsub()
+        """`pubsub` (a cluster's) or else redis-py's on `redis`."""
+        if pubsub is None:
+            if redis is None:
+                raise ValueError("the hub needs a Redis client or a PubSub")
+            pubsub = RedisPubSub(redis, keys)
+        self._pubsub = pubsub
+        self._errors = pubsub.errors
+        # a command can also meet redis-py's RuntimeError (see `_subscribe`)
+        self._command_errors: tuple[type[BaseException], ...] = (*pubsub.errors, RuntimeError)
+        self._probe_errors: tuple[type[BaseException], ...] = (TimeoutError, *pubsub.errors)
+        sharded = getattr(log, "sharded", False)  # the log is on a cluster
+        self._log_errors: tuple[type[BaseException], ...] = (
+            (*LOG_ERRORS, *CLUSTER_LEAKS) if sharded else LOG_ERRORS
+        )
         self._keys = keys
         self.log = log
         self._join_timeout_s = join_timeout_s
@@ -81,7 +108,8 @@ class Hub:
         # quickly must not take the old SUBSCRIBE's confirmation for its new one
         self._unconfirmed: dict[bytes, int] = {}
         self._lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in the order they were asked
-        self._probe_channel = keys.channel(f"dp:probe:{secrets.token_hex(8)}").encode()
+        self._probe_channels = pubsub.probe_names(secrets.token_hex(8))
+        self._probe_names = frozenset(self._probe_channels)
         self._probes: dict[bytes, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = 0
@@ -131,7 +159,7 @@ class Hub:
                             del self._unconfirmed[name]
                         raise
                 return
-            except (RedisError, OSError, RuntimeError) as exc:
+            except self._command_errors as exc:
                 logger.warning("hub could not subscribe %r (%s)", name, type(exc).__name__)
                 await asyncio.sleep(RETRY_DELAY_S)
 
@@ -143,7 +171,7 @@ class Hub:
                 async with self._lock:
                     await self._pubsub.unsubscribe(name)
                 return
-            except (RedisError, OSError, RuntimeError) as exc:
+            except self._command_errors as exc:
                 logger.warning("hub could not unsubscribe %r (%s)", name, type(exc).__name__)
                 await asyncio.sleep(RETRY_DELAY_S)
 
@@ -163,7 +191,7 @@ class Hub:
         name = message["channel"]
         if message["type"] == "subscribe":
             self._confirmed(name)
-        elif message["type"] == "message" and name == self._probe_channel:
+        elif message["type"] == "message" and name in self._probe_names:
             probe = self._probes.pop(message["data"], None)
             if probe is not None and not probe.done():
                 probe.set_result(None)
@@ -192,7 +220,7 @@ class Hub:
         """Learn where the channel's seq stands before the first socket gets anything."""
         try:
             head = await self.log.head(channel.keys)
-        except (RedisError, OSError):
+        except self._log_errors:
             head = None
         channel.start(None if head is None else (head.epoch, head.head))
 
@@ -215,6 +243,9 @@ class Hub:
                     channel.repair_wanted = True
         finally:
             channel.repair_running = False
+        self._caught_up()
+
+    def _caught_up(self) -> None:
         if self.degraded and not any(c.repairing for c in self._channels.values()):
             self.degraded = False
             metrics.HUB_DEGRADED.set(0)
@@ -224,7 +255,7 @@ class Hub:
         while True:
             try:
                 return await self.log.after(channel.keys, channel.last_seq or channel.base or 0)
-            except (RedisError, OSError):
+            except self._log_errors:
                 await asyncio.sleep(RETRY_DELAY_S)
 
     async def _read(self) -> None:
@@ -233,15 +264,19 @@ class Hub:
                 # under the lock: redis-py opens the connection on the first SUBSCRIBE, and two
                 # first SUBSCRIBEs at once would each open one
                 async with self._lock:
-                    await self._pubsub.subscribe(self._probe_channel)
+                    await self._pubsub.subscribe(*self._probe_channels)
                 break
-            except (RedisError, OSError) as exc:
+            except self._errors as exc:
                 await self._lost(exc)
+        if self._pubsub.rechecks:
+            # on a cluster nothing else ends an outage met at start-up: glide reconnects without
+            # a word, and while degraded the probes restart no deaf partition
+            self._caught_up()
         while True:
             messages: list[dict[str, Any]] = []
             try:
                 await self._take(messages)
-            except (RedisError, OSError) as exc:
+            except self._errors as exc:
                 self._dispatch_all(messages)  # what was read before the loss, delivered first
                 await self._lost(exc)
                 continue
@@ -290,31 +325,81 @@ class Hub:
     # probing -----------------------------------------------------------------------------------
 
     async def probe(self, timeout_s: float | None = None) -> bool:
-        """True when a message published now comes back through this hub's subscription."""
+        """True when a message published now comes back through this hub's subscription (each
+        of its partitions, on a cluster)."""
+        return all(await self._probe_each(timeout_s))
+
+    async def _probe_each(self, timeout_s: float | None = None) -> list[bool]:
+        probes = (self._probe_one(name, timeout_s) for name in self._probe_channels)
+        return list(await asyncio.gather(*probes))
+
+    async def _probe_one(self, name: bytes, timeout_s: float | None) -> bool:
         token = secrets.token_bytes(8).hex().encode()
         arrived = self._probes[token] = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout_s or self._probe_timeout_s):
-                await self._redis.publish(self._probe_channel, token)
+                await self._pubsub.publish(name, token)
                 await arrived
             return True
-        except (TimeoutError, RedisError, OSError):
+        except self._probe_errors:
             return False
         finally:
             self._probes.pop(token, None)
 
     async def _watch(self) -> None:
-        """Probe now and then; a subscription that is connected but deaf is reconnected."""
+        """Probe now and then; a subscription (or partition) that is connected but deaf is
+        reconnected."""
         while True:
             await asyncio.sleep(self._probe_interval_s)
-            if await self.probe() or self.degraded:
-                continue
+            try:
+                await self.check()
+            except Exception:  # a round that failed unforeseen must not end the probing
+                logger.exception("hub probe round failed")
+
+    async def check(self) -> None:
+        """One probe round; where the subscription may drop messages silently (`rechecks`),
+        each channel is then compared with its history head read before the probes went out:
+        once a probe came back, what was published before it has arrived too, unless lost."""
+        heads = await self._heads() if self._pubsub.rechecks else {}
+        deaf = [index for index, heard in enumerate(await self._probe_each()) if not heard]
+        if deaf and not self.degraded:
             logger.warning("hub subscription is deaf (probe did not come back); reconnecting")
             metrics.DEAF_RECONNECTS.inc()
-            # the next read reconnects, and redis-py subscribes every channel again
-            connection: Any = self._pubsub.connection  # redis-py leaves it untyped (None)
-            if connection is not None:
-                await connection.disconnect()
+            for index in deaf:
+                try:
+                    await self._pubsub.reconnect(index)
+                except self._errors as exc:  # the next round tries again
+                    logger.warning("hub could not reconnect (%s)", type(exc).__name__)
+        self._recheck(heads)
+
+    async def _heads(self) -> dict[Channel, Replay]:
+        channels = [c for c in self._channels.values() if c.confirmed.is_set()]
+        heads: dict[Channel, Replay] = {}
+        for start in range(0, len(channels), RECHECK_BATCH):
+            batch = channels[start : start + RECHECK_BATCH]
+            read = await asyncio.gather(
+                *(self.log.head(c.keys) for c in batch), return_exceptions=True
+            )
+            for channel, head in zip(batch, read, strict=True):
+                if isinstance(head, Replay):
+                    heads[channel] = head
+                elif not isinstance(head, self._log_errors):
+                    raise head
+        return heads
+
+    def _recheck(self, heads: dict[Channel, Replay]) -> None:
+        """Repair each channel that is behind the head its history had before the probes (or
+        whose epoch changed); a channel repairing already is left to that repair."""
+        for channel, head in heads.items():
+            if self._channels.get(self._name(channel.tenant_id)) is not channel:
+                continue  # left meanwhile
+            if channel.repairing or channel.repair_running:
+                continue
+            delivered = channel.last_seq or channel.base or 0
+            if head.head > delivered or (channel.epoch and head.epoch != channel.epoch):
+                logger.info("hub rechecked %s: behind its history; repairing", channel.tenant_id)
+                channel.begin_repair()
+                self._repair(channel)
 
     # heartbeat ---------------------------------------------------------------------------------
 
@@ -355,4 +440,4 @@ class Hub:
             for task in [*owned, *self._tasks]:
                 task.cancel()
             await asyncio.wait([*owned, *self._tasks])
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()

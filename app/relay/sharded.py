@@ -1,0 +1,94 @@
+"""The hub's subscription on a Redis/Valkey Cluster: `docpulse.shards.ShardedSubscriber` (SSUBSCRIBE
+over HUB_PARTITIONS glide clients) behind the `PubSub` the hub reads (app/relay/pubsub.py).
+
+Imported only when REDIS_CLUSTER_URL is set (app/resources.py): glide is an optional extra.
+Messages reach the hub through a queue the subscriber's handler feeds (it never blocks); each
+SSUBSCRIBE glide confirmed becomes the `{"type": "subscribe"}` message redis-py would give, and so
+does each channel of a partition restarted after a probe found it deaf, which makes the hub repair
+it from history as after a reconnect on one Redis. Glide subscribes again by itself after a
+migration or a failover, silently: what was published meanwhile is lost with no seq gap until the
+next event, so `rechecks` asks the hub to compare each channel with its history now and then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from glide import GlideError
+
+from docpulse.keys import Keys
+from docpulse.shards import ShardedSubscriber, partition_of
+
+
+class ShardedPubSub:
+    errors: tuple[type[BaseException], ...] = (GlideError, TimeoutError)
+    rechecks = True
+
+    def __init__(self, url: str, keys: Keys, *, partitions: int = 4, **options: Any) -> None:
+        self._keys = keys
+        self._partitions = partitions
+        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # the handler never waits
+        self.subscriber = ShardedSubscriber(url, self._heard, partitions=partitions, **options)
+        self._lock = asyncio.Lock()  # a restart and a (un)subscribe never interleave
+
+    def _heard(self, channel: str, payload: bytes) -> None:
+        self._messages.put_nowait({"type": "message", "channel": channel.encode(), "data": payload})
+
+    def _confirm(self, channels: set[str]) -> None:
+        for channel in sorted(channels):
+            self._messages.put_nowait({"type": "subscribe", "channel": channel.encode(), "data": 1})
+
+    async def _started(self) -> None:
+        if not self.subscriber.clients:
+            try:
+                await self.subscriber.start()
+            except BaseException:
+                await self.subscriber.aclose()
+                raise
+
+    async def subscribe(self, *channels: bytes) -> None:
+        names = {channel.decode() for channel in channels}
+        async with self._lock:
+            await self._started()
+            await self.subscriber.subscribe(*names)
+        self._confirm(names)
+
+    async def unsubscribe(self, *channels: bytes) -> None:
+        async with self._lock:
+            await self._started()
+            await self.subscriber.unsubscribe(*(channel.decode() for channel in channels))
+
+    # named as redis-py's PubSub.get_message, whose calls the hub keeps
+    async def get_message(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        if not timeout:
+            return None if self._messages.empty() else self._messages.get_nowait()
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._messages.get()
+        except TimeoutError:
+            return None
+
+    def probe_names(self, token: str) -> list[bytes]:
+        """A channel in each partition's slot range, found by counting up a suffix."""
+        names: dict[int, bytes] = {}
+        suffix = 0
+        while len(names) < self._partitions:
+            name = self._keys.channel(f"dp:probe:{token}:{suffix}")
+            names.setdefault(partition_of(name, self._partitions), name.encode())
+            suffix += 1
+        return [names[index] for index in range(self._partitions)]
+
+    async def publish(self, channel: bytes, payload: bytes) -> None:
+        if not self.subscriber.clients:  # a probe before the hub's first SSUBSCRIBE went through
+            async with self._lock:
+                await self._started()
+        await self.subscriber.publish(channel.decode(), payload)
+
+    async def reconnect(self, index: int) -> None:
+        async with self._lock:
+            await self.subscriber.restart(index)
+            self._confirm(self.subscriber.channels_of(index))
+
+    async def aclose(self) -> None:
+        await self.subscriber.aclose()
