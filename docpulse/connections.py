@@ -22,6 +22,7 @@ these clients there (a cluster's events are sharded): it SSUBSCRIBEs through val
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qs, urlsplit
@@ -32,7 +33,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
+from redis.typing import EncodableT, KeyT
 
 from docpulse.settings import Settings
 
@@ -131,10 +133,61 @@ def redis_client(
 
 
 def register_script(redis: RecordsRedis, text: str) -> AsyncScript:
-    """`redis.register_script(text)` on one Redis or a cluster. redis-py 5 annotates the method's
-    self as Redis only, yet its AsyncScript runs on a RedisCluster too: EVALSHA goes to the node
-    of the keys' slot, and a NOSCRIPT reply (a promoted replica) loads it on every primary."""
+    """`redis.register_script(text)` on one Redis or a cluster (EVALSHA goes to the node of the
+    keys' slot there; see `_ClusterScript` for a script the node does not know)."""
+    if isinstance(redis, RedisCluster):
+        return _ClusterScript(cast(Redis, redis), text)
     return cast(Redis, redis).register_script(text)
+
+
+class _ClusterScript(AsyncScript):
+    """A script on a cluster: EVALSHA, and on NOSCRIPT the script itself (EVAL, which also
+    caches it on that node). redis-py's own fallback loads the script on the primaries it knows,
+    which right after a failover are the old ones: the promoted replica, which never had the
+    script (script caches are not replicated), kept answering NOSCRIPT and a stage failed on
+    every retry (tests/test_cluster_e2e.py)."""
+
+    async def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Redis | None = None,
+    ) -> Any:
+        target: Any = self.registered_client if client is None else client
+        if not isinstance(target, RedisCluster):  # a pipeline: redis-py's way
+            return await super().__call__(keys, args, client)
+        keys, args = list(keys or []), list(args or [])
+        try:
+            return await target.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await target.eval(self.script, len(keys), *keys, *args)
+
+
+class _Cluster(RedisCluster):
+    """redis-py 5's RedisCluster, with one repair: when a node dies, the client closes every
+    connection (a ConnectionError's handling), and concurrent commands on those connections then
+    fail inside redis-py's connection code with AttributeError ('NoneType' object has no
+    attribute 'writelines') or TypeError instead of ConnectionError (redis/redis-py#4287,
+    #3835). Those are not retried, so a worker's stage failed as if it had a bug
+    (tests/test_cluster_e2e.py). Here they become the ConnectionError they are, which the
+    cluster retries on a refreshed slot map like any lost connection."""
+
+    async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        except (AttributeError, TypeError) as exc:
+            if not _raised_in_redis_transport(exc):
+                raise
+            raise ConnectionError(f"connection closed under a command ({exc})") from exc
+
+
+def _raised_in_redis_transport(exc: BaseException) -> bool:
+    """Whether `exc` was raised by redis-py's connection or reply-parsing code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = "" if tb is None else tb.tb_frame.f_code.co_filename.replace("\\", "/")
+    return "/redis/asyncio/connection.py" in where or "/redis/_parsers/" in where
 
 
 def cluster_client(
@@ -165,7 +218,7 @@ def cluster_client(
     del pool_timeout_s  # no blocking pool on a cluster (see above)
     retries = int(retry_for_s / 0.5)
     bounded = {} if max_connections is None else {"max_connections": max_connections}
-    cluster: RedisCluster = RedisCluster.from_url(
+    cluster: RedisCluster = _Cluster.from_url(
         settings.redis_cluster_url,
         **bounded,
         retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries),
