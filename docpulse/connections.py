@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from arq.connections import RedisSettings
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
@@ -170,7 +170,8 @@ class _Cluster(RedisCluster):
     attribute 'writelines') or TypeError instead of ConnectionError (redis/redis-py#4287,
     #3835). Those are not retried, so a worker's stage failed as if it had a bug
     (tests/test_cluster_e2e.py). Here they become the ConnectionError they are, which the
-    cluster retries on a refreshed slot map like any lost connection."""
+    cluster retries on a refreshed slot map like any lost connection; from a pipeline
+    (`_ClusterPipeline`) they reach the caller as that ConnectionError."""
 
     async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -179,6 +180,24 @@ class _Cluster(RedisCluster):
             if not _raised_in_redis_transport(exc):
                 raise
             raise ConnectionError(f"connection closed under a command ({exc})") from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if transaction or shard_hint:  # redis-py refuses both on a cluster, and says why
+            return super().pipeline(transaction, shard_hint)
+        return _ClusterPipeline(self)  # type: ignore[abstract]  # as redis-py itself does
+
+
+class _ClusterPipeline(ClusterPipeline):
+    """A cluster pipeline whose leaked transport errors (see `_Cluster`) reach the caller as
+    the ConnectionError they are: a stage then runs again, as after any lost connection."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except (AttributeError, TypeError) as exc:
+            if not _raised_in_redis_transport(exc):
+                raise
+            raise ConnectionError(f"connection closed under a pipeline ({exc})") from exc
 
 
 def _raised_in_redis_transport(exc: BaseException) -> bool:

@@ -19,7 +19,7 @@ from docpulse.connections import cluster_client, records_client
 from docpulse.events import JobEvent, make_event
 from docpulse.history import EventLog
 from docpulse.keys import Keys
-from docpulse.scripts import lua
+from docpulse.scripts import NODE_LIFE, SHARDED_NODE_LIFE, lua
 from docpulse.settings import Settings
 from docpulse.tenants import topic_for
 from tests.helpers.cluster import ClusterNode, ValkeyCluster
@@ -112,6 +112,34 @@ async def test_events_are_spublished_not_broadcast(
     assert [_calls(node, "publish") for node in valkey_cluster.alive] == [0] * 6
 
 
+@pytest.mark.e2e
+async def test_a_tenants_seqs_stamped_on_a_promoted_replica_start_a_new_epoch(
+    valkey_cluster: ValkeyCluster, records: RedisCluster, cluster_settings: Settings
+) -> None:
+    """Replication is asynchronous: a crashed primary may take with it events its replica never
+    got, whose seqs the promoted replica then stamps on other events. So the first event that a
+    promoted replica stamps starts a new epoch (seqs go on, gap-free), and every client that may
+    hold a lost event is told to resync; on the same node the epoch stays."""
+    keys = Keys(cluster_settings.namespace).tenant("acme")
+    bus = EventBus.from_settings(records, cluster_settings)
+    for progress in (1, 2):
+        assert await bus.publish_event("acme.jobs", event("acme", progress))
+    before = await bus.log.head(keys)
+    assert await bus.publish_event("acme.jobs", event("acme", 3))
+    assert (await bus.log.head(keys)).epoch == before.epoch  # the same node: the same life
+    await asyncio.to_thread(
+        valkey_cluster.fail_over, valkey_cluster.node_of(keys.channel), graceful=True
+    )
+    assert await bus.publish_event("acme.jobs", event("acme", 4))
+    after = await bus.log.head(keys)
+    assert after.epoch != before.epoch
+    assert after.head == 4
+    assert await history_seqs(bus.log, Keys(cluster_settings.namespace), "acme") == [1, 2, 3, 4]
+    replay = await bus.log.after(keys, 3)
+    assert replay.epoch == after.epoch  # a client resuming from seq 3 of the old epoch: resync
+    await bus.aclose()
+
+
 async def test_without_a_cluster_url_records_stay_on_one_redis(settings: Settings) -> None:
     client = records_client(settings)
     try:
@@ -143,7 +171,8 @@ def test_every_script_that_publishes_has_a_sharded_variant(package: str, name: s
     assert "'SPUBLISH'" not in plain
     assert sharded.count("'SPUBLISH'") == 1
     assert "'PUBLISH'" not in sharded
-    assert sharded.replace("'SPUBLISH'", "'PUBLISH'") == plain
+    assert sharded.count(SHARDED_NODE_LIFE) == 1  # the life of the node that stamps the seq
+    assert sharded.replace("'SPUBLISH'", "'PUBLISH'").replace(SHARDED_NODE_LIFE, NODE_LIFE) == plain
 
 
 def test_a_script_that_publishes_nothing_has_no_sharded_variant() -> None:
