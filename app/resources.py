@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from app.appkeys import ARQ, CONTROLS, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.relay.hub import Hub
 from docpulse.bus import EventBus
-from docpulse.connections import cluster_client, records_client, servers
+from docpulse.connections import RecordsRedis, cluster_client, redis_client, servers
 from docpulse.history import EventLog
 from docpulse.queue import deserialize, serialize
 from store.cancel import Controls
@@ -50,18 +49,22 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    if settings.redis_cluster_url:
-        async for _ in _cluster_hub(app):
+    hub, client = _cluster_hub(app) if app[SETTINGS].redis_cluster_url else _hub(app)
+    try:
+        async with hub.running():
+            app[HUB] = hub
             yield
-        return
+    finally:
+        await client.aclose()
+
+
+def _hub(app: web.Application) -> tuple[Hub, RecordsRedis]:
+    """The hub on one Redis, and the client of its own it closes: the subscription and its
+    probes get one, so requests that use up the bounded pool never keep the hub from
+    (re)subscribing or probing."""
+    settings = app[SETTINGS]
     log = EventLog(app[REDIS], max_length=settings.history_length, ttl_s=settings.history_ttl_s)
-    # the subscription and its probes get a client of their own: requests that use up the
-    # bounded pool must not keep the hub from (re)subscribing or probing
-    events_redis = records_client(settings, retry_for_s=2.0)
-    if not isinstance(events_redis, Redis):  # a cluster: its events are SPUBLISHed
-        await events_redis.aclose()
-        raise RuntimeError("the hub SUBSCRIBEs on one Redis; on a cluster it needs docpulse.shards")
+    events_redis = redis_client(settings, url=settings.records_url, retry_for_s=2.0)
     hub = Hub(
         events_redis,
         app[KEYS],
@@ -69,18 +72,14 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         probe_interval_s=settings.hub_probe_interval,
         probe_timeout_s=settings.hub_probe_timeout,
     )
-    try:
-        async with hub.running():
-            app[HUB] = hub
-            yield
-    finally:
-        await events_redis.aclose()
+    return hub, events_redis
 
 
-async def _cluster_hub(app: web.Application) -> AsyncIterator[None]:
+def _cluster_hub(app: web.Application) -> tuple[Hub, RecordsRedis]:
     """The hub on REDIS_CLUSTER_URL: SSUBSCRIBEd over HUB_PARTITIONS glide clients (imported
     here only: glide is the `cluster` extra), its history read through a cluster client of its
-    own, as on one Redis: requests that use up the app's client never hold up a repair."""
+    own, unbounded: the app's client bounds its connections per node, and on a cluster a busy
+    node fails a command at once (no blocking pool), which must not fail a repair."""
     from app.relay.sharded import ShardedPubSub
 
     settings = app[SETTINGS]
@@ -97,9 +96,4 @@ async def _cluster_hub(app: web.Application) -> AsyncIterator[None]:
         probe_interval_s=settings.hub_probe_interval,
         probe_timeout_s=settings.hub_probe_timeout,
     )
-    try:
-        async with hub.running():
-            app[HUB] = hub
-            yield
-    finally:
-        await history.aclose()
+    return hub, history

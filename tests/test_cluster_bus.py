@@ -5,7 +5,6 @@ SPUBLISHes there; a slot migration or a failover under load leaves every history
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
 from collections.abc import AsyncIterator
 
@@ -22,7 +21,7 @@ from docpulse.keys import Keys
 from docpulse.scripts import NODE_LIFE, SHARDED_NODE_LIFE, lua
 from docpulse.settings import Settings
 from docpulse.tenants import topic_for
-from tests.helpers.cluster import ClusterNode, ValkeyCluster
+from tests.helpers.cluster import ClusterNode, ValkeyCluster, tenants_on_every_primary
 from tests.helpers.paths import ROOT
 from tests.helpers.sharded import ShardedListener
 from tests.helpers.webtools import eventually
@@ -48,21 +47,6 @@ async def sharded(valkey_cluster: ValkeyCluster) -> AsyncIterator[ShardedListene
     await listener.close()
 
 
-def tenants_on_every_shard(
-    cluster: ValkeyCluster, keys: Keys, per_shard: int = 2
-) -> dict[int, list[str]]:
-    """Tenant ids whose channel (and so whose keys) lands on each primary, by the primary's port."""
-    by_shard: dict[int, list[str]] = {node.port: [] for node in cluster.primaries()}
-    for n in itertools.count():
-        tenant = f"t{n}"
-        shard = by_shard[cluster.node_of(keys.tenant(tenant).channel).port]
-        if len(shard) < per_shard:
-            shard.append(tenant)
-        if all(len(tenants) == per_shard for tenants in by_shard.values()):
-            return by_shard
-    raise AssertionError("unreachable")
-
-
 async def history_seqs(log: EventLog, keys: Keys, tenant: str) -> list[int]:
     replay = await log.after(keys.tenant(tenant), 0)
     assert replay.complete
@@ -77,7 +61,7 @@ async def test_publish_stamps_gap_free_seqs_for_tenants_on_every_shard(
     sharded: ShardedListener,
 ) -> None:
     keys = Keys(cluster_settings.namespace)
-    tenants = [t for shard in tenants_on_every_shard(valkey_cluster, keys).values() for t in shard]
+    tenants = tenants_on_every_primary(valkey_cluster, keys, per_primary=2)
     await sharded.subscribe(*(keys.tenant(t).channel for t in tenants))
     bus = EventBus.from_settings(records, cluster_settings)
 

@@ -29,7 +29,7 @@ from docpulse.keys import Keys
 from docpulse.settings import Settings
 from docpulse.shards import partition_of
 from docpulse.tenants import topic_for
-from tests.helpers.cluster import ClusterNode, ValkeyCluster
+from tests.helpers.cluster import ClusterNode, ValkeyCluster, tenants_on_every_primary
 from tests.helpers.webtools import MakeClient, eventually, is_ready
 
 pytestmark = pytest.mark.e2e
@@ -95,18 +95,6 @@ class Setup:
             assert sink.seqs == sorted(set(sink.seqs)), tenant
 
 
-def tenants_on_every_primary(cluster: ValkeyCluster, keys: Keys, per_node: int) -> list[str]:
-    found: dict[int, list[str]] = {}
-    n = 0
-    while len(found) < 3 or any(len(names) < per_node for names in found.values()):
-        tenant = f"hub{n}"
-        n += 1
-        names = found.setdefault(cluster.node_of(keys.tenant(tenant).channel).port, [])
-        if len(names) < per_node:
-            names.append(tenant)
-    return [tenant for names in found.values() for tenant in names]
-
-
 def event(tenant: str) -> Any:
     return make_event("parse", "progress", tenant_id=tenant, document_id=1, job_id=1, progress=5)
 
@@ -144,7 +132,7 @@ def hub_setup(
         bus = EventBus.from_settings(records, cluster_settings)
         pubsub = ShardedPubSub(valkey_cluster.url, keys, partitions=partitions, **options)
         hub = Hub(None, keys, log, pubsub=pubsub, probe_interval_s=0.2, probe_timeout_s=1.0)
-        tenants = tenants_on_every_primary(valkey_cluster, keys, per_node=2)
+        tenants = tenants_on_every_primary(valkey_cluster, keys, per_primary=2, prefix="hub")
         sinks = {tenant: SeqSink() for tenant in tenants}
         try:
             async with hub.running():

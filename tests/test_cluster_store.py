@@ -6,7 +6,6 @@ primary's crash, each document's ending once (docpulse/connections.py `servers`)
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -32,7 +31,7 @@ from store import tenant_index
 from store.overview import read_overview
 from store.pending import PendingEnqueues
 from store.records import Chunk, Records
-from tests.helpers.cluster import ValkeyCluster
+from tests.helpers.cluster import ValkeyCluster, tenants_on_every_primary
 from tests.helpers.jobs import controls, run_burst, start_worker, submit
 from tests.helpers.paths import ROOT
 from tests.helpers.processes import env_for
@@ -86,19 +85,6 @@ async def queue_redis(store_settings: Settings) -> AsyncIterator[Redis]:
     client = Redis.from_url(store_settings.redis_url)
     yield client
     await client.aclose()
-
-
-def tenants_on_every_primary(cluster: ValkeyCluster, keys: Keys, per_primary: int) -> list[str]:
-    """Tenant ids whose keys land on each primary, `per_primary` of each, primary by primary."""
-    by_port: dict[int, list[str]] = {node.port: [] for node in cluster.primaries()}
-    for n in itertools.count():
-        tenant = f"t{n}"
-        found = by_port[cluster.node_of(keys.tenant(tenant).channel).port]
-        if len(found) < per_primary:
-            found.append(tenant)
-        if all(len(ids) == per_primary for ids in by_port.values()):
-            return [tenant for ids in by_port.values() for tenant in ids]
-    raise AssertionError("unreachable")
 
 
 async def history(cluster: RedisCluster, keys: Keys, tenant: str) -> list[JobEvent]:

@@ -10,6 +10,7 @@ waits for the replica to serve its slots. The waits poll with a deadline; nothin
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from cli.embedded import EmbeddedRedis, free_port
+from docpulse.keys import Keys
 
 SLOTS = 16384
 MIGRATE_BATCH = 100
@@ -263,6 +265,22 @@ def _slot_map(node: ClusterNode) -> tuple[tuple[int, int, int], ...]:
 def _running(node: ClusterNode) -> bool:
     process = node.server._process  # the helper owns these servers
     return process is not None and process.poll() is None
+
+
+def tenants_on_every_primary(
+    cluster: ValkeyCluster, keys: Keys, per_primary: int, prefix: str = "t"
+) -> list[str]:
+    """Tenant ids whose keys (and channel) land on each primary, `per_primary` on each, primary
+    by primary (in `cluster.primaries()` order)."""
+    by_port: dict[int, list[str]] = {node.port: [] for node in cluster.primaries()}
+    for n in itertools.count():
+        tenant = f"{prefix}{n}"
+        found = by_port[cluster.node_of(keys.tenant(tenant).channel).port]
+        if len(found) < per_primary:
+            found.append(tenant)
+        if all(len(ids) == per_primary for ids in by_port.values()):
+            return [tenant for ids in by_port.values() for tenant in ids]
+    raise AssertionError("unreachable")
 
 
 def cluster_running() -> Iterator[ValkeyCluster]:
