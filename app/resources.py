@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from arq.connections import ArqRedis
+from redis.asyncio.cluster import RedisCluster
 
 from app.appkeys import ARQ, CONTROLS, HUB, KEYS, RECORDS, REDIS, SETTINGS
 from app.relay.hub import Hub
@@ -86,7 +87,10 @@ def _cluster_hub(app: web.Application) -> tuple[Hub, RecordsRedis]:
     history = cluster_client(settings, retry_for_s=2.0)
     log = EventLog(history, max_length=settings.history_length, ttl_s=settings.history_ttl_s)
     pubsub = ShardedPubSub(
-        settings.redis_cluster_url, app[KEYS], partitions=settings.hub_partitions
+        settings.redis_cluster_url,
+        app[KEYS],
+        partitions=settings.hub_partitions,
+        owner_of=lambda channel: _primary_of(history, channel),
     )
     hub = Hub(
         None,
@@ -97,3 +101,11 @@ def _cluster_hub(app: web.Application) -> tuple[Hub, RecordsRedis]:
         probe_timeout_s=settings.hub_probe_timeout,
     )
     return hub, history
+
+
+async def _primary_of(cluster: RedisCluster, channel: bytes) -> str:
+    """The primary serving `channel`'s slot, as the cluster client's slot map says (read once,
+    when the client has run no command yet)."""
+    await cluster.initialize()  # a no-op once initialized
+    node = cluster.get_node_from_key(channel.decode())
+    return "" if node is None else str(node.name)

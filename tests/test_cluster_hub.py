@@ -244,7 +244,10 @@ async def test_every_seq_once_after_a_primary_is_killed_and_replaced(
 ) -> None:
     setup = one_partition_setup
     tenant_channels = {setup.channel(tenant) for tenant in setup.sinks}
-    (probe,) = setup.pubsub.subscriber.channels - tenant_channels
+    # without a slot map (no `owner_of`) a round sends one probe per partition: this one
+    (probe_name,) = await setup.pubsub.probes_for_round(setup.hub.probe_channels)
+    probe = probe_name.decode()
+    assert probe in setup.pubsub.subscriber.channels - tenant_channels
     spared = {valkey_cluster.url, valkey_cluster.node_of(probe).url}  # the seed, the probe's
     failing = next(
         tenant
@@ -321,6 +324,35 @@ async def test_the_web_app_on_a_cluster_relays_through_its_shards(
     for _ in range(3):
         assert await bus.publish_event("acme.jobs", event("acme"))
     await eventually(lambda: sink.seqs == [1, 2, 3], what="the events, in order")
+
+
+def _spublishes(node: ClusterNode) -> int:
+    stats = node.info("commandstats").get("cmdstat_spublish", {})
+    calls: int = stats.get("calls", 0) if isinstance(stats, dict) else 0
+    return calls
+
+
+async def test_each_probe_round_probes_every_shard_through_every_partition(
+    make_client: MakeClient, settings: Settings, valkey_cluster: ValkeyCluster
+) -> None:
+    """A partition's client reads from every node serving part of its slot range, and may go
+    deaf toward one of them only: a round sends a probe per partition and primary it reads
+    from (by the app's cluster slot map), so every shard is probed, not one per partition."""
+    client = await make_client(
+        settings,
+        redis_cluster_url=valkey_cluster.url,
+        hub_partitions=2,  # fewer partitions than shards: one probe each would miss a shard
+        hub_probe_interval=3600,  # rounds only when the test asks
+        hub_probe_timeout=2,
+    )
+    hub = client.app[HUB]
+    await eventually(hub.probe, what="a probe through every partition")
+    primaries = valkey_cluster.primaries()
+    before = [_spublishes(node) for node in primaries]
+    await hub.check()
+    probed = [_spublishes(node) - then for node, then in zip(primaries, before, strict=True)]
+    assert all(count >= 1 for count in probed), probed
+    assert sum(probed) > 2, probed  # more probes than partitions: every (partition, shard) pair
 
 
 class FirstSubscribeFails(ShardedPubSub):

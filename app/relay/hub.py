@@ -108,8 +108,8 @@ class Hub:
         # quickly must not take the old SUBSCRIBE's confirmation for its new one
         self._unconfirmed: dict[bytes, int] = {}
         self._lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in the order they were asked
-        self._probe_channels = pubsub.probe_names(secrets.token_hex(8))
-        self._probe_names = frozenset(self._probe_channels)
+        self.probe_channels = pubsub.probe_names(secrets.token_hex(8))  # a round picks from them
+        self._probe_names = frozenset(self.probe_channels)
         self._probes: dict[bytes, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = 0
@@ -264,7 +264,7 @@ class Hub:
                 # under the lock: redis-py opens the connection on the first SUBSCRIBE, and two
                 # first SUBSCRIBEs at once would each open one
                 async with self._lock:
-                    await self._pubsub.subscribe(*self._probe_channels)
+                    await self._pubsub.subscribe(*self.probe_channels)
                 break
             except self._errors as exc:
                 await self._lost(exc)
@@ -327,11 +327,14 @@ class Hub:
     async def probe(self, timeout_s: float | None = None) -> bool:
         """True when a message published now comes back through this hub's subscription (each
         of its partitions, on a cluster)."""
-        return all(await self._probe_each(timeout_s))
+        return all(heard for _, heard in await self._probe_each(timeout_s))
 
-    async def _probe_each(self, timeout_s: float | None = None) -> list[bool]:
-        probes = (self._probe_one(name, timeout_s) for name in self._probe_channels)
-        return list(await asyncio.gather(*probes))
+    async def _probe_each(self, timeout_s: float | None = None) -> list[tuple[bytes, bool]]:
+        """This round's probes (on a cluster one per partition and node that serves part of
+        it), each with whether it came back."""
+        names = await self._pubsub.probes_for_round(self.probe_channels)
+        heard = await asyncio.gather(*(self._probe_one(name, timeout_s) for name in names))
+        return list(zip(names, heard, strict=True))
 
     async def _probe_one(self, name: bytes, timeout_s: float | None) -> bool:
         token = secrets.token_bytes(8).hex().encode()
@@ -361,7 +364,8 @@ class Hub:
         each channel is then compared with its history head read before the probes went out:
         once a probe came back, what was published before it has arrived too, unless lost."""
         heads = await self._heads() if self._pubsub.rechecks else {}
-        deaf = [index for index, heard in enumerate(await self._probe_each()) if not heard]
+        probed = await self._probe_each()
+        deaf = sorted({self._pubsub.part_of(name) for name, heard in probed if not heard})
         if deaf and not self.degraded:
             logger.warning("hub subscription is deaf (probe did not come back); reconnecting")
             metrics.DEAF_RECONNECTS.inc()

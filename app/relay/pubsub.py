@@ -3,9 +3,9 @@ PubSub on one Redis connection). On a cluster the hub runs over `app/relay/shard
 
 The hub needs little of it: subscribe and unsubscribe channels (each confirmed later by a
 `{"type": "subscribe", "channel": name}` message), read messages (redis-py's dicts), the exceptions
-that mean the subscription was lost, a probe channel per part of the subscription that can go
-deaf on its own (one connection here, one per partition on a cluster), a way to publish a probe,
-and a way to reconnect a deaf part.
+that mean the subscription was lost, probe channels for each part of the subscription that can
+go deaf on its own (one connection here; on a cluster each partition, toward each node it reads
+from), a way to publish a probe, and a way to reconnect a deaf part.
 """
 
 from __future__ import annotations
@@ -30,7 +30,14 @@ class PubSub(Protocol):
     async def get_message(self, timeout: float) -> dict[str, Any] | None: ...  # noqa: ASYNC109
 
     def probe_names(self, token: str) -> list[bytes]:
-        """One probe channel per part that can go deaf (its index is the part's)."""
+        """The probe channels, subscribed with the others: enough that every part that can go
+        deaf, toward every node it reads from, has one."""
+
+    async def probes_for_round(self, names: list[bytes]) -> list[bytes]:
+        """The probes one round sends: one per part and node it reads from."""
+
+    def part_of(self, name: bytes) -> int:
+        """The part a probe channel tests (what `reconnect` takes)."""
 
     async def publish(self, channel: bytes, payload: bytes) -> None: ...
 
@@ -65,6 +72,12 @@ class RedisPubSub:
 
     def probe_names(self, token: str) -> list[bytes]:
         return [self._keys.channel(f"dp:probe:{token}").encode()]
+
+    async def probes_for_round(self, names: list[bytes]) -> list[bytes]:
+        return names  # one connection, one node: one probe
+
+    def part_of(self, name: bytes) -> int:
+        return 0
 
     async def publish(self, channel: bytes, payload: bytes) -> None:
         await self._redis.publish(channel, payload)

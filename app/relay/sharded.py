@@ -13,21 +13,34 @@ next event, so `rechecks` asks the hub to compare each channel with its history 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from glide import GlideError
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from docpulse.keys import Keys
 from docpulse.shards import ShardedSubscriber, partition_of
+
+PROBES_PER_PARTITION = 16  # probe channels per partition, spread over its slot range
 
 
 class ShardedPubSub:
     errors: tuple[type[BaseException], ...] = (GlideError, TimeoutError)
     rechecks = True
 
-    def __init__(self, url: str, keys: Keys, *, partitions: int = 4, **options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        *,
+        partitions: int = 4,
+        owner_of: Callable[[bytes], Awaitable[str]] | None = None,
+        **options: Any,
+    ) -> None:
         self._keys = keys
         self._partitions = partitions
+        self._owner_of = owner_of  # a channel's primary, by the slot map a cluster client keeps
         self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # the handler never waits
         self.subscriber = ShardedSubscriber(url, self._heard, partitions=partitions, **options)
         self._lock = asyncio.Lock()  # a restart and a (un)subscribe never interleave
@@ -70,14 +83,35 @@ class ShardedPubSub:
             return None
 
     def probe_names(self, token: str) -> list[bytes]:
-        """A channel in each partition's slot range, found by counting up a suffix."""
+        """PROBES_PER_PARTITION channels in each partition's slot range, one in each of as many
+        equal parts of it (found by counting up a suffix), so that a node serving any part of a
+        partition (a shard owns thousands of slots) has a probe channel of that partition."""
+        bins = self._partitions * PROBES_PER_PARTITION
         names: dict[int, bytes] = {}
         suffix = 0
-        while len(names) < self._partitions:
+        while len(names) < bins:
             name = self._keys.channel(f"dp:probe:{token}:{suffix}")
-            names.setdefault(partition_of(name, self._partitions), name.encode())
+            names.setdefault(
+                key_slot(name.encode()) * bins // REDIS_CLUSTER_HASH_SLOTS, name.encode()
+            )
             suffix += 1
-        return [names[index] for index in range(self._partitions)]
+        return [names[index] for index in range(bins)]
+
+    async def probes_for_round(self, names: list[bytes]) -> list[bytes]:
+        """One probe per partition and primary serving part of its slot range (`owner_of`, the
+        slot map of a cluster client), so every shard is probed through every partition that
+        reads from it; one per partition without a slot map."""
+        chosen: dict[tuple[int, str], bytes] = {}
+        for name in names:
+            try:
+                owner = await self._owner_of(name) if self._owner_of else ""
+            except Exception:  # no slot map yet (the cluster unreachable): one per partition
+                owner = ""
+            chosen.setdefault((self.part_of(name), owner), name)
+        return list(chosen.values())
+
+    def part_of(self, name: bytes) -> int:
+        return partition_of(name.decode(), self._partitions)
 
     async def publish(self, channel: bytes, payload: bytes) -> None:
         if not self.subscriber.clients:  # a probe before the hub's first SSUBSCRIBE went through
