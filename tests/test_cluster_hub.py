@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio.cluster import RedisCluster
 
 from app.appkeys import HUB
+from app.relay import sharded
 from app.relay.channel import stamp_of
 from app.relay.frames import Burst, Frame
 from app.relay.hub import Hub
@@ -324,6 +325,21 @@ async def test_the_web_app_on_a_cluster_relays_through_its_shards(
     for _ in range(3):
         assert await bus.publish_event("acme.jobs", event("acme"))
     await eventually(lambda: sink.seqs == [1, 2, 3], what="the events, in order")
+
+
+async def test_events_dropped_while_the_hub_is_behind_its_shards_reach_the_sinks_from_history(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue between glide and the hub is bounded: past MAX_QUEUED an event is dropped
+    (memory stays bounded when the hub falls behind), and the next probe round's recheck finds
+    it missing and delivers it from history, each seq once. Here every event is dropped."""
+    monkeypatch.setattr(sharded, "MAX_QUEUED", 0)
+    for tenant in setup.sinks:
+        for _ in range(3):
+            await setup.bus.publish_event(topic_for(tenant), event(tenant))
+    await setup.wait_caught_up(timeout=5)
+    setup.exactly_once()
+    assert setup.pubsub.overflowed >= 3 * len(setup.sinks)
 
 
 def _spublishes(node: ClusterNode) -> int:

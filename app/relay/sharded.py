@@ -13,6 +13,7 @@ next event, so `rechecks` asks the hub to compare each channel with its history 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,11 @@ from docpulse.keys import Keys
 from docpulse.shards import ShardedSubscriber, partition_of
 
 PROBES_PER_PARTITION = 16  # probe channels per partition, spread over its slot range
+# events waiting for the hub's reader at most: past it they are dropped, and found missing and
+# read from history by the next probe round's recheck (as events lost to a moved slot are)
+MAX_QUEUED = 65_536
+
+logger = logging.getLogger(__name__)
 
 
 class ShardedPubSub:
@@ -41,11 +47,21 @@ class ShardedPubSub:
         self._keys = keys
         self._partitions = partitions
         self._owner_of = owner_of  # a channel's primary, by the slot map a cluster client keeps
-        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # the handler never waits
+        # the handler never waits; past MAX_QUEUED it drops events (never a probe or a
+        # confirmation)
+        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.overflowed = 0  # events dropped so far
+        self._probes: set[str] = set()  # the probe channels (`probe_names`)
         self.subscriber = ShardedSubscriber(url, self._heard, partitions=partitions, **options)
         self._lock = asyncio.Lock()  # a restart and a (un)subscribe never interleave
 
     def _heard(self, channel: str, payload: bytes) -> None:
+        full = self._messages.qsize() >= MAX_QUEUED  # the hub is behind: memory stays bounded
+        if full and channel not in self._probes:  # a probe always passes: it says the link works
+            self.overflowed += 1  # the next probe round's recheck repairs it from history
+            if self.overflowed == 1 or not self.overflowed % MAX_QUEUED:
+                logger.warning("hub is behind its shards: %d events dropped", self.overflowed)
+            return
         self._messages.put_nowait({"type": "message", "channel": channel.encode(), "data": payload})
 
     def _confirm(self, channels: set[str]) -> None:
@@ -95,6 +111,7 @@ class ShardedPubSub:
                 key_slot(name.encode()) * bins // REDIS_CLUSTER_HASH_SLOTS, name.encode()
             )
             suffix += 1
+        self._probes |= {name.decode() for name in names.values()}
         return [names[index] for index in range(bins)]
 
     async def probes_for_round(self, names: list[bytes]) -> list[bytes]:
