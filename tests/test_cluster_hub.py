@@ -19,7 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from app.appkeys import HUB
 from app.relay import sharded
 from app.relay.channel import stamp_of
-from app.relay.frames import Burst, Frame
+from app.relay.frames import DEGRADED, LIVE, Burst, Frame
 from app.relay.hub import Hub
 from app.relay.sharded import ShardedPubSub
 from docpulse.bus import EventBus
@@ -49,6 +49,7 @@ class SeqSink:
     def __init__(self) -> None:
         self.seqs: list[int] = []
         self.resynced = False
+        self.said: list[bytes] = []  # the control frames other than pings, in order
 
     def offer(self, seq: int, frame: Frame) -> bool:
         if seq:
@@ -56,6 +57,8 @@ class SeqSink:
             self.seqs.append(seq)
         elif b'"resync"' in frame.payload:
             self.resynced = True
+        if not seq and b'"op"' in frame.payload:
+            self.said.append(frame.payload)
         return True
 
     def offer_many(self, burst: Burst) -> bool:
@@ -298,6 +301,11 @@ async def test_a_deaf_partition_is_found_by_its_probe_and_restarted(setup: Setup
     await setup.bus.publish_event(topic_for(tenant), event(tenant))
     await eventually(setup.caught_up, timeout=5, what="a live event after the restart")
     setup.exactly_once()
+    # glide raised nothing: the probe round told the sockets, and the next full one
+    sink = setup.sinks[tenant]
+    await eventually(lambda: sink.said[-1:] == [LIVE], timeout=5, what="live again")
+    assert sink.said[0] == DEGRADED
+    assert not setup.hub.degraded
 
 
 async def test_the_web_app_on_a_cluster_relays_through_its_shards(

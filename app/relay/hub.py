@@ -14,7 +14,8 @@ The hub keeps each channel gap-free: every event carries its tenant's `seq`. Whe
 ahead, when the subscription comes back after a reconnect, or when a probe finds it deaf, the hub
 reads what it missed from the tenant's history (`docpulse.history`) and delivers it in order before
 anything newer. If the history no longer reaches back, or its epoch changed, the sockets are told
-to resync. Sockets hear `{"op":"degraded"}` while Redis is away and `{"op":"live"}` once caught up.
+to resync. Sockets hear `{"op":"degraded"}` while Redis is away and `{"op":"live"}` once caught up
+(on a cluster: while a probe round finds a shard deaf, and once a round hears them all).
 
 What it subscribes through is a `PubSub` (app/relay/pubsub.py): redis-py's on one Redis, or
 `app/relay/sharded.py`'s on a cluster, which has a probe channel per partition and may drop
@@ -366,7 +367,9 @@ class Hub:
         heads = await self._heads() if self._pubsub.rechecks else {}
         probed = await self._probe_each()
         deaf = sorted({self._pubsub.part_of(name) for name, heard in probed if not heard})
-        if deaf and not self.degraded:
+        if self._pubsub.rechecks:  # a cluster: the probes are what says a shard is away
+            self._shards_heard(not deaf)
+        if deaf and (self._pubsub.rechecks or not self.degraded):
             logger.warning("hub subscription is deaf (probe did not come back); reconnecting")
             metrics.DEAF_RECONNECTS.inc()
             for index in deaf:
@@ -375,6 +378,18 @@ class Hub:
                 except self._errors as exc:  # the next round tries again
                     logger.warning("hub could not reconnect (%s)", type(exc).__name__)
         self._recheck(heads)
+
+    def _shards_heard(self, all_heard: bool) -> None:
+        """On a cluster glide reconnects by itself and raises nothing: sockets are told
+        `degraded` when a probe round finds a partition deaf toward a shard (a failover, a node
+        away), and `live` once a round hears every shard and the repairs are done."""
+        if not all_heard and not self.degraded:
+            logger.warning("hub: a shard did not answer its probe; sockets told degraded")
+            self.degraded = True
+            metrics.HUB_DEGRADED.set(1)
+            self._broadcast(DEGRADED)
+        elif all_heard:
+            self._caught_up()
 
     async def _heads(self) -> dict[Channel, Replay]:
         channels = [c for c in self._channels.values() if c.confirmed.is_set()]
