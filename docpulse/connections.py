@@ -22,7 +22,8 @@ these clients there (a cluster's events are sharded): it SSUBSCRIBEs through val
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 from urllib.parse import parse_qs, urlsplit
@@ -135,7 +136,7 @@ def redis_client(
 def register_script(redis: RecordsRedis, text: str) -> AsyncScript:
     """`redis.register_script(text)` on one Redis or a cluster (EVALSHA goes to the node of the
     keys' slot there; see `_ClusterScript` for a script the node does not know)."""
-    if isinstance(redis, RedisCluster):
+    if sharded(redis):
         return _ClusterScript(cast(Redis, redis), text)
     return cast(Redis, redis).register_script(text)
 
@@ -174,12 +175,8 @@ class _Cluster(RedisCluster):
     (`_ClusterPipeline`) they reach the caller as that ConnectionError."""
 
     async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _leaks_as_connection_errors():
             return await super()._execute_command(target_node, *args, **kwargs)
-        except (AttributeError, TypeError) as exc:
-            if not _raised_in_redis_transport(exc):
-                raise
-            raise ConnectionError(f"connection closed under a command ({exc})") from exc
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         if transaction or shard_hint:  # redis-py refuses both on a cluster, and says why
@@ -192,12 +189,20 @@ class _ClusterPipeline(ClusterPipeline):
     the ConnectionError they are: a stage then runs again, as after any lost connection."""
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        try:
+        with _leaks_as_connection_errors():
             return await super().execute(raise_on_error, allow_redirections)
-        except (AttributeError, TypeError) as exc:
-            if not _raised_in_redis_transport(exc):
-                raise
-            raise ConnectionError(f"connection closed under a pipeline ({exc})") from exc
+
+
+@contextmanager
+def _leaks_as_connection_errors() -> Iterator[None]:
+    """An AttributeError or TypeError raised by redis-py's transport becomes a ConnectionError;
+    any other is left alone (a bug of ours or of redis-py's must not be retried as an outage)."""
+    try:
+        yield
+    except (AttributeError, TypeError) as exc:
+        if not _raised_in_redis_transport(exc):
+            raise
+        raise ConnectionError(f"connection closed under a command ({exc})") from exc
 
 
 def _raised_in_redis_transport(exc: BaseException) -> bool:

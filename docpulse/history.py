@@ -15,9 +15,8 @@ import secrets
 from typing import Any, Final, cast
 
 import msgspec
-from redis.asyncio.cluster import RedisCluster
 
-from docpulse.connections import RecordsRedis, register_script
+from docpulse.connections import RecordsRedis, register_script, sharded
 from docpulse.keys import TenantKeys
 from docpulse.scripts import lua
 
@@ -54,7 +53,7 @@ class EventLog:
         self._redis = redis
         self._max_length = max_length
         self._ttl_s = ttl_s
-        self.sharded = isinstance(redis, RedisCluster)  # events are SPUBLISHed
+        self.sharded = sharded(redis)  # events are SPUBLISHed
         self._publish = register_script(redis, _SPUBLISH if self.sharded else _PUBLISH)
         self._after = register_script(redis, _AFTER)
 

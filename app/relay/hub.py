@@ -18,7 +18,7 @@ to resync. Sockets hear `{"op":"degraded"}` while Redis is away and `{"op":"live
 (on a cluster: while a probe round finds a shard deaf, and once a round hears them all).
 
 What it subscribes through is a `PubSub` (app/relay/pubsub.py): redis-py's on one Redis, or
-`app/relay/sharded.py`'s on a cluster, which has a probe channel per partition and may drop
+`app/relay/sharded.py`'s on a cluster, which probes each partition toward each shard and may drop
 messages silently (glide following a moved slot): there, each probe round also rechecks every
 channel against its history head read before the probes went out, and repairs what is behind.
 """
@@ -62,12 +62,10 @@ DRAIN_MESSAGES: Final = 256
 DRAIN_BYTES: Final = 1 << 20
 RECHECK_BATCH: Final = 100  # history heads read at once by a recheck
 # what reading the history may raise: on a cluster also redis-py's RedisClusterException, which
-# is no RedisError (no node reachable while it refreshes its slot map, during a failover)
+# is no RedisError (no node reachable while it refreshes its slot map, during a failover); the
+# transport errors redis-py 5's cluster client leaks as AttributeError or TypeError reach here as
+# ConnectionError (docpulse/connections.py `cluster_client`)
 LOG_ERRORS: Final = (RedisError, OSError, RedisClusterException)
-# and redis-py 5's cluster client lets the transport's errors of a node that just died, met by
-# concurrent commands, out as AttributeError or TypeError instead of ConnectionError (seen in
-# tests/test_cluster_hub.py; redis/redis-py#4287, #3835)
-CLUSTER_LEAKS: Final = (AttributeError, TypeError)
 
 
 class Hub:
@@ -93,10 +91,6 @@ class Hub:
         # a command can also meet redis-py's RuntimeError (see `_subscribe`)
         self._command_errors: tuple[type[BaseException], ...] = (*pubsub.errors, RuntimeError)
         self._probe_errors: tuple[type[BaseException], ...] = (TimeoutError, *pubsub.errors)
-        sharded = getattr(log, "sharded", False)  # the log is on a cluster
-        self._log_errors: tuple[type[BaseException], ...] = (
-            (*LOG_ERRORS, *CLUSTER_LEAKS) if sharded else LOG_ERRORS
-        )
         self._keys = keys
         self.log = log
         self._join_timeout_s = join_timeout_s
@@ -221,7 +215,7 @@ class Hub:
         """Learn where the channel's seq stands before the first socket gets anything."""
         try:
             head = await self.log.head(channel.keys)
-        except self._log_errors:
+        except LOG_ERRORS:
             head = None
         channel.start(None if head is None else (head.epoch, head.head))
 
@@ -256,7 +250,7 @@ class Hub:
         while True:
             try:
                 return await self.log.after(channel.keys, channel.last_seq or channel.base or 0)
-            except self._log_errors:
+            except LOG_ERRORS:
                 await asyncio.sleep(RETRY_DELAY_S)
 
     async def _read(self) -> None:
@@ -270,8 +264,8 @@ class Hub:
             except self._errors as exc:
                 await self._lost(exc)
         if self._pubsub.rechecks:
-            # on a cluster nothing else ends an outage met at start-up: glide reconnects without
-            # a word, and while degraded the probes restart no deaf partition
+            # on a cluster glide reconnects without a word: an outage met at start-up ends here,
+            # not a probe round later
             self._caught_up()
         while True:
             messages: list[dict[str, Any]] = []
@@ -402,7 +396,7 @@ class Hub:
             for channel, head in zip(batch, read, strict=True):
                 if isinstance(head, Replay):
                     heads[channel] = head
-                elif not isinstance(head, self._log_errors):
+                elif not isinstance(head, LOG_ERRORS):
                     raise head
         return heads
 
