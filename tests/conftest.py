@@ -19,9 +19,11 @@ import pytest
 from hypothesis.internal.conjecture import providers as hypothesis_providers
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from app.main import create_app
 from cli.embedded import EmbeddedRedis
+from docpulse.connections import cluster_client
 from docpulse.settings import Settings
 from tests.helpers.browser import launched
 from tests.helpers.cluster import ValkeyCluster, cluster_running
@@ -69,6 +71,14 @@ def valkey_cluster() -> Iterator[ValkeyCluster]:
 def cluster_settings(valkey_cluster: ValkeyCluster, namespace: str) -> Settings:
     """Settings of a test on the cluster: REDIS_CLUSTER_URL, and a namespace of its own."""
     return Settings(redis_cluster_url=valkey_cluster.url, namespace=namespace)
+
+
+@pytest.fixture
+async def cluster_records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
+    """A client of the cluster (docpulse.connections.cluster_client), as publishers use it."""
+    client = cluster_client(cluster_settings, retry_for_s=5.0)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(params=SERVERS)

@@ -14,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from cli.main import main
 from docpulse.bus import EventBus
-from docpulse.connections import cluster_client, records_client
+from docpulse.connections import records_client
 from docpulse.events import JobEvent, make_event
 from docpulse.history import EventLog
 from docpulse.keys import Keys
@@ -34,13 +34,6 @@ def event(tenant: str, progress: int) -> JobEvent:
 
 
 @pytest.fixture
-async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
-    client = cluster_client(cluster_settings, retry_for_s=5.0)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def sharded(valkey_cluster: ValkeyCluster) -> AsyncIterator[ShardedListener]:
     listener = await ShardedListener.connect(valkey_cluster.primaries()[0].port)
     yield listener
@@ -56,14 +49,14 @@ async def history_seqs(log: EventLog, keys: Keys, tenant: str) -> list[int]:
 @pytest.mark.e2e
 async def test_publish_stamps_gap_free_seqs_for_tenants_on_every_shard(
     valkey_cluster: ValkeyCluster,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     cluster_settings: Settings,
     sharded: ShardedListener,
 ) -> None:
     keys = Keys(cluster_settings.namespace)
     tenants = tenants_on_every_primary(valkey_cluster, keys, per_primary=2)
     await sharded.subscribe(*(keys.tenant(t).channel for t in tenants))
-    bus = EventBus.from_settings(records, cluster_settings)
+    bus = EventBus.from_settings(cluster_records, cluster_settings)
 
     async def publish(tenant: str) -> None:
         for progress in range(10):
@@ -82,12 +75,12 @@ async def test_publish_stamps_gap_free_seqs_for_tenants_on_every_shard(
 
 @pytest.mark.e2e
 async def test_events_are_spublished_not_broadcast(
-    valkey_cluster: ValkeyCluster, records: RedisCluster, cluster_settings: Settings
+    valkey_cluster: ValkeyCluster, cluster_records: RedisCluster, cluster_settings: Settings
 ) -> None:
     """The script SPUBLISHes on the channel's shard (its primary counts one more SPUBLISH), and
     no node of the cluster ever ran a PUBLISH, which the cluster would copy to every node."""
     keys = Keys(cluster_settings.namespace)
-    bus = EventBus.from_settings(records, cluster_settings)
+    bus = EventBus.from_settings(cluster_records, cluster_settings)
     assert bus.log.sharded
     owner = valkey_cluster.node_of(keys.tenant("acme").channel)
     before = _calls(owner, "spublish")
@@ -98,14 +91,14 @@ async def test_events_are_spublished_not_broadcast(
 
 @pytest.mark.e2e
 async def test_a_tenants_seqs_stamped_on_a_promoted_replica_start_a_new_epoch(
-    valkey_cluster: ValkeyCluster, records: RedisCluster, cluster_settings: Settings
+    valkey_cluster: ValkeyCluster, cluster_records: RedisCluster, cluster_settings: Settings
 ) -> None:
     """Replication is asynchronous: a crashed primary may take with it events its replica never
     got, whose seqs the promoted replica then stamps on other events. So the first event that a
     promoted replica stamps starts a new epoch (seqs go on, gap-free), and every client that may
     hold a lost event is told to resync; on the same node the epoch stays."""
     keys = Keys(cluster_settings.namespace).tenant("acme")
-    bus = EventBus.from_settings(records, cluster_settings)
+    bus = EventBus.from_settings(cluster_records, cluster_settings)
     for progress in (1, 2):
         assert await bus.publish_event("acme.jobs", event("acme", progress))
     before = await bus.log.head(keys)
@@ -196,7 +189,7 @@ class Publisher:
 @pytest.mark.e2e
 async def test_a_migrated_slot_keeps_publishing_gap_free(
     valkey_cluster: ValkeyCluster,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     cluster_settings: Settings,
     sharded: ShardedListener,
 ) -> None:
@@ -204,7 +197,7 @@ async def test_a_migrated_slot_keeps_publishing_gap_free(
     tenant = "migrating"
     channel = keys.tenant(tenant).channel
     await sharded.subscribe(channel)
-    publisher = Publisher(EventBus.from_settings(records, cluster_settings), tenant)
+    publisher = Publisher(EventBus.from_settings(cluster_records, cluster_settings), tenant)
     await eventually(lambda: publisher.sent >= 20, timeout=10, what="events before the move")
     source = valkey_cluster.node_of(channel)
     target = next(n for n in valkey_cluster.primaries() if n.port != source.port)
@@ -215,13 +208,13 @@ async def test_a_migrated_slot_keeps_publishing_gap_free(
     assert moved == 2  # the tenant's seq and history
     assert valkey_cluster.node_of(channel).port == target.port
     await _still_delivered(publisher, sharded, tenant, after=publisher.sent)
-    await _gap_free_to_the_end(publisher, records, keys, sharded, tenant, lost_at_most=0)
+    await _gap_free_to_the_end(publisher, cluster_records, keys, sharded, tenant, lost_at_most=0)
 
 
 @pytest.mark.e2e
 async def test_after_a_failover_publishing_continues_gap_free(
     valkey_cluster: ValkeyCluster,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     cluster_settings: Settings,
     sharded: ShardedListener,
 ) -> None:
@@ -229,7 +222,7 @@ async def test_after_a_failover_publishing_continues_gap_free(
     tenant = "failing-over"
     channel = keys.tenant(tenant).channel
     await sharded.subscribe(channel)
-    publisher = Publisher(EventBus.from_settings(records, cluster_settings), tenant)
+    publisher = Publisher(EventBus.from_settings(cluster_records, cluster_settings), tenant)
     await eventually(lambda: publisher.sent >= 20, timeout=10, what="events before the failover")
 
     promoted = await asyncio.to_thread(valkey_cluster.fail_over, valkey_cluster.node_of(channel))
@@ -239,7 +232,7 @@ async def test_after_a_failover_publishing_continues_gap_free(
     # a crash may lose the last events the primary had not yet copied to its replica
     # (asynchronous replication; their seqs are stamped again), and an event whose reply the
     # crash cut off is sent again from the outbox: a few either way, never a gap
-    await _gap_free_to_the_end(publisher, records, keys, sharded, tenant, lost_at_most=5)
+    await _gap_free_to_the_end(publisher, cluster_records, keys, sharded, tenant, lost_at_most=5)
 
 
 async def _still_delivered(
@@ -254,7 +247,7 @@ async def _still_delivered(
 
 async def _gap_free_to_the_end(
     publisher: Publisher,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     keys: Keys,
     sharded: ShardedListener,
     tenant: str,
@@ -265,7 +258,7 @@ async def _gap_free_to_the_end(
     subscriber heard them in order, none twice, every one since it followed the move."""
     resumed = sharded.seqs(tenant)[-1]
     await publisher.stop()
-    log = EventLog(records, max_length=10_000, ttl_s=0)
+    log = EventLog(cluster_records, max_length=10_000, ttl_s=0)
     head = (await log.head(keys.tenant(tenant))).head
     assert await history_seqs(log, keys, tenant) == list(range(1, head + 1))
     assert abs(head - publisher.sent) <= lost_at_most

@@ -104,14 +104,6 @@ def event(tenant: str) -> Any:
 
 
 @pytest.fixture
-async def records(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
-    """The publishers' client of the cluster."""
-    client = cluster_client(cluster_settings, retry_for_s=5.0)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def history(cluster_settings: Settings) -> AsyncIterator[RedisCluster]:
     """The hub's client for the history, its own as in app/resources.py."""
     client = cluster_client(cluster_settings, retry_for_s=2.0)
@@ -153,10 +145,10 @@ def hub_setup(
 async def slow_setup(
     valkey_cluster: ValkeyCluster,
     cluster_settings: Settings,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     history: RedisCluster,
 ) -> AsyncIterator[Setup]:
-    clients = (records, history)
+    clients = (cluster_records, history)
     running = hub_setup(valkey_cluster, cluster_settings, clients, reconcile_ms=SLOW_RECONCILE_MS)
     async for setup in running():
         yield setup
@@ -166,12 +158,12 @@ async def slow_setup(
 async def one_partition_setup(
     valkey_cluster: ValkeyCluster,
     cluster_settings: Settings,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     history: RedisCluster,
 ) -> AsyncIterator[Setup]:
     """One partition: one probe channel, on one primary, so a failover elsewhere is no deaf
     partition (whose restart would repair its channels): only the recheck can find a lost tail."""
-    clients = (records, history)
+    clients = (cluster_records, history)
     async for setup in hub_setup(valkey_cluster, cluster_settings, clients, partitions=1)():
         yield setup
 
@@ -180,10 +172,10 @@ async def one_partition_setup(
 async def setup(
     valkey_cluster: ValkeyCluster,
     cluster_settings: Settings,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     history: RedisCluster,
 ) -> AsyncIterator[Setup]:
-    async for ready in hub_setup(valkey_cluster, cluster_settings, (records, history))():
+    async for ready in hub_setup(valkey_cluster, cluster_settings, (cluster_records, history))():
         yield ready
 
 
@@ -312,11 +304,11 @@ async def test_the_web_app_on_a_cluster_relays_through_its_shards(
     make_client: MakeClient,
     settings: Settings,
     valkey_cluster: ValkeyCluster,
-    records: RedisCluster,
+    cluster_records: RedisCluster,
     cluster_settings: Settings,
 ) -> None:
     """REDIS_CLUSTER_URL set: the app's hub SSUBSCRIBEs over HUB_PARTITIONS partitions and reads
-    history on the cluster (its records stay on REDIS_URL here, as another branch changes)."""
+    history on the cluster, where the app's records are too."""
     client = await make_client(
         settings,
         redis_cluster_url=valkey_cluster.url,
@@ -329,7 +321,7 @@ async def test_the_web_app_on_a_cluster_relays_through_its_shards(
     await eventually(lambda: is_ready(client), what="/readyz through every partition")
     sink = SeqSink()
     await hub.join("acme", sink)
-    bus = EventBus.from_settings(records, cluster_settings)
+    bus = EventBus.from_settings(cluster_records, cluster_settings)
     for _ in range(3):
         assert await bus.publish_event("acme.jobs", event("acme"))
     await eventually(lambda: sink.seqs == [1, 2, 3], what="the events, in order")
